@@ -1,0 +1,32 @@
+"""`airlock` command line: parses arguments, calls the core, maps results to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mirror.cli import allowlist as allowlist_commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airlock", description="Airlock: the package firewall for ML workspaces.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    allowlist_commands.register(commands, default_folder=os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

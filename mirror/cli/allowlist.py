@@ -1,0 +1,174 @@
+"""`airlock allowlist check | explain | show`: policy as code, reviewed from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+
+from mirror.allowlist_files import find_policy_files, load_allowlist, read_policy_sources, utc_now
+from mirror.cli.tables import render_table
+from mirror.policy import Ecosystem, InvalidAllowlist, UnknownEnvironment, load_policy_files
+
+EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2
+
+_PYPI_SPEC = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(\S+)\s*$")
+_CONDA_SPEC = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_.+-]*)=([^=\s]+)(?:=([^=\s]+))?\s*$")
+_IMAGE_SPEC = re.compile(r"^\s*([a-z0-9._/-]+?)(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(sha256:[a-f0-9]{64}))\s*$")
+SPEC_FORMS = {
+    Ecosystem.PYPI: "NAME==VERSION, e.g. numpy==2.0.1",
+    Ecosystem.CONDA: "NAME=VERSION[=BUILD], e.g. pytorch=2.3.1=cuda118_py311_0",
+    Ecosystem.CONTAINERS: "UPSTREAM/REPOSITORY:TAG or UPSTREAM/REPOSITORY@sha256:DIGEST, e.g. mar/azureml/openmpi4.1.0-ubuntu22.04:20240501",
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    build: str | None = None
+
+
+def parse_spec(ecosystem: Ecosystem, spec: str) -> Question:
+    """Parse explain's SPEC; raise ValueError naming the expected form."""
+    if ecosystem is Ecosystem.PYPI:
+        match = _PYPI_SPEC.match(spec)
+        if match:
+            return Question(ecosystem, match.group(1), match.group(2))
+    elif ecosystem is Ecosystem.CONDA:
+        match = _CONDA_SPEC.match(spec)
+        if match:
+            return Question(ecosystem, match.group(1), match.group(2), match.group(3))
+    else:
+        match = _IMAGE_SPEC.match(spec)
+        if match:
+            return Question(ecosystem, match.group(1), match.group(2) or match.group(3))
+    raise ValueError(f"bad SPEC {spec!r} for {ecosystem.value}: write {SPEC_FORMS[ecosystem]}")
+
+
+def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
+    group = commands.add_parser("allowlist", help="validate, explain and show the allowlists")
+    sub = group.add_subparsers(dest="allowlist_command", required=True, metavar="ACTION")
+
+    check = sub.add_parser("check", help="validate allowlist files (exit 1 on any error)")
+    check.add_argument("paths", nargs="*", metavar="PATH", help=f"files or folders (default: {default_folder})")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(handler=run_check, default_folder=default_folder)
+
+    explain = sub.add_parser("explain", help="say whether a package is allowed, and by which rule")
+    explain.add_argument("ecosystem", choices=[e.value for e in Ecosystem], metavar="ECOSYSTEM")
+    explain.add_argument("spec", metavar="SPEC", help="; ".join(f"{e.value}: {f}" for e, f in SPEC_FORMS.items()))
+    explain.add_argument("--env", required=True, help="environment, e.g. prod")
+    explain.add_argument("--allowlists", default=default_folder, metavar="DIR")
+    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
+    explain.set_defaults(handler=run_explain)
+
+    show = sub.add_parser("show", help="list the rules in force for an environment")
+    show.add_argument("--env", required=True)
+    show.add_argument("--ecosystem", choices=[e.value for e in Ecosystem])
+    show.add_argument("--allowlists", default=default_folder, metavar="DIR")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=run_show)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    paths = args.paths or [args.default_folder]
+    now = utc_now()
+    try:
+        sources = read_policy_sources(paths)
+        if not sources:
+            raise InvalidAllowlist([])
+        policy = load_policy_files(sources, now)
+    except InvalidAllowlist as exc:
+        problems = exc.diagnostics or []
+        if args.json:
+            print(json.dumps({"valid": False, "diagnostics": [_diagnostic_json(d) for d in problems]}, indent=2))
+        else:
+            for diagnostic in problems:
+                print(diagnostic)
+            errors = sum(d.severity == "error" for d in problems)
+            if not problems:
+                print(f"{', '.join(map(str, paths))}: no allowlist files (*.yaml) found", file=sys.stderr)
+            else:
+                print(f"{errors} error{'s' * (errors != 1)}: the allowlists were not applied; fix the lines above", file=sys.stderr)
+        return EXIT_BLOCKED
+    files, _ = find_policy_files(paths)
+    if args.json:
+        print(json.dumps({"valid": True, "files": [name for name, _ in sources],
+                          "diagnostics": [_diagnostic_json(d) for d in policy.warnings]}, indent=2))
+        return EXIT_OK
+    for warning in policy.warnings:
+        print(warning)
+    summary = [f"{pf.file} ({pf.ecosystem.value}: {len(pf.rules)} entries, environments {', '.join(pf.environments)})"
+               for pf in policy.files.values()]
+    if policy.gate is not None:
+        summary.append(f"{policy.gate.file} (gate thresholds for {', '.join(policy.gate.environments)})")
+    print(f"ok: {len(files)} file{'s' * (len(files) != 1)} valid" + (f", {len(policy.warnings)} warning(s)" if policy.warnings else ""))
+    for line in summary:
+        print(f"  {line}")
+    return EXIT_OK
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    ecosystem = Ecosystem(args.ecosystem)
+    try:
+        question = parse_spec(ecosystem, args.spec)
+    except ValueError as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        allowlist = load_allowlist([args.allowlists])
+        decision = allowlist.decide(ecosystem, args.env, question.name, question.version, question.build)
+    except InvalidAllowlist as exc:
+        print(f"airlock: cannot decide, the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UnknownEnvironment as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps({
+            "ecosystem": ecosystem.value, "environment": args.env, "package": question.name,
+            "version": question.version, "build": question.build,
+            "allowed": decision.allowed, "reason": decision.reason, "rule": decision.rule,
+        }, indent=2))
+    else:
+        print(decision.reason)
+    return EXIT_OK if decision.allowed else EXIT_BLOCKED
+
+
+def run_show(args: argparse.Namespace) -> int:
+    try:
+        allowlist = load_allowlist([args.allowlists])
+    except InvalidAllowlist as exc:
+        print(f"airlock: the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    ecosystems = [Ecosystem(args.ecosystem)] if args.ecosystem else list(allowlist.policy.files)
+    records = []
+    for ecosystem in ecosystems:
+        try:
+            rules = list(allowlist.rules(ecosystem, args.env))
+        except UnknownEnvironment as exc:
+            print(f"airlock: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for rule, state in rules:
+            records.append({
+                "ecosystem": ecosystem.value, "name": rule.name, "allows": rule.matcher.description,
+                "state": state, "channel": rule.channel, "owner": rule.owner, "reason": rule.reason,
+                "expires": rule.expiry_text if rule.expires_at else None, "rule": str(rule.origin),
+            })
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+    headers = ["ECOSYSTEM", "NAME", "ALLOWS", "STATE", "OWNER", "EXPIRES", "RULE"]
+    rows = [[r["ecosystem"], r["name"], r["allows"], r["state"], r["owner"] or "-", r["expires"] or "-", r["rule"]]
+            for r in records]
+    print(render_table(headers, rows))
+    print(f"\n{len(records)} rules in force for {args.env}")
+    return EXIT_OK
+
+
+def _diagnostic_json(diagnostic) -> dict[str, object]:
+    return {"file": diagnostic.file, "line": diagnostic.line, "severity": diagnostic.severity, "message": diagnostic.message}

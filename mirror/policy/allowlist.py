@@ -1,0 +1,229 @@
+"""The effective allowlist: files ∪ approved, unexpired exceptions − deny, per environment.
+
+An `Allowlist` is built once (`build_allowlist`) and never changes; whoever watches the files
+builds a new one and swaps the reference. Lookups go through a per-environment dict keyed by the
+normalised name, and every answer is memoised for the lifetime of the object.
+"""
+
+from __future__ import annotations
+
+import itertools
+from json.encoder import encode_basestring as json_string  # C-fast quoting for the hint
+from datetime import datetime
+from typing import Iterable, Iterator, NamedTuple
+
+from mirror.policy.interface import (
+    Decision,
+    Ecosystem,
+    ExceptionGrant,
+    Origin,
+    Rule,
+    RuleKind,
+    UnknownEnvironment,
+)
+from mirror.policy.loader import SCHEMAS, PolicyFile, PolicySet
+
+_MEMO_LIMIT = 200_000
+_generation = itertools.count(1)
+_ECOSYSTEMS: dict[Ecosystem | str, Ecosystem] = {**{e.value: e for e in Ecosystem}, **{e: e for e in Ecosystem}}
+# Keyed by the plain string: hashing an Enum member runs Python code, a str hashes in C.
+_NORMALIZERS = {e.value: schema.normalize_name for e, schema in SCHEMAS.items()}
+
+
+class NameRules(NamedTuple):
+    """Everything one environment says about one name (a tuple: 100,000s are built per load)."""
+
+    allows: tuple[Rule, ...] = ()
+    denies: tuple[Rule, ...] = ()
+    expired: tuple[Rule, ...] = ()
+
+
+class Allowlist:
+    """Immutable answer to "may NAME VERSION enter ENV?" for every ecosystem."""
+
+    def __init__(
+        self,
+        policy: PolicySet,
+        index: dict[tuple[str, str], dict[str, NameRules]],
+        built_at: datetime,
+        valid_until: datetime | None,
+    ) -> None:
+        self.policy = policy
+        self._index = index
+        self.built_at = built_at
+        self.valid_until = valid_until
+        """The next instant an entry or exception expires: rebuild then."""
+        self.generation = next(_generation)
+        self._memo: dict[tuple[str, str, str, str, str | None, str | None], Decision] = {}
+        self._allowed_by: dict[int, Decision] = {}
+        """One `allowed` Decision per rule (by id; the index keeps every rule alive)."""
+
+    def environments(self, ecosystem: Ecosystem | str) -> list[str]:
+        policy_file = self.policy.files.get(Ecosystem(ecosystem))
+        return list(policy_file.environments) if policy_file else []
+
+    def is_stale(self, now: datetime) -> bool:
+        return self.valid_until is not None and now >= self.valid_until
+
+    def decide(
+        self,
+        ecosystem: Ecosystem | str,
+        env: str,
+        name: str,
+        version: str,
+        build: str | None = None,
+        *,
+        channel: str | None = None,
+    ) -> Decision:
+        """Decide one question; raises `UnknownEnvironment` for an undeclared environment."""
+        key = (ecosystem, env, name, version, build, channel)
+        decision = self._memo.get(key)
+        if decision is None:
+            known = _ECOSYSTEMS.get(ecosystem)
+            if known is None:
+                raise ValueError(f"unknown ecosystem {ecosystem!r} (known: {', '.join(e.value for e in Ecosystem)})")
+            decision = self._decide(known, env, name, version, build, channel)
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()  # bounded: names come from untrusted URLs
+            self._memo[key] = decision
+        return decision
+
+    def _decide(self, ecosystem: Ecosystem, env: str, name: str, version: str, build: str | None, channel: str | None) -> Decision:
+        table = self._index.get((ecosystem.value, env))
+        if table is None:
+            raise UnknownEnvironment(ecosystem, env, self.environments(ecosystem))
+        normalized = _NORMALIZERS[ecosystem.value](name)
+        rules = table.get(normalized)
+        if rules is None:
+            return Decision(False, f"blocked: {normalized} is not on the {env} allowlist; {how_to_ask(ecosystem, env, normalized, version)}")
+        for rule in rules.denies:
+            if rule.matcher.matches(version, build):
+                shown = _shown(ecosystem, normalized, version, build)
+                return Decision(False, f"blocked: {shown} is denied by {rule.origin} ({rule.reason}); deny entries override every allow and exception", str(rule.origin))
+        candidates = rules.allows if channel is None else tuple(r for r in rules.allows if r.channel in (None, channel))
+        for rule in candidates:
+            if rule.matcher.matches(version, build):
+                allowed = self._allowed_by.get(id(rule))
+                if allowed is None:
+                    allowed = self._allowed_by[id(rule)] = Decision(True, f"allowed by {_cite(rule)} ({rule.summary})", str(rule.origin))
+                return allowed
+        for rule in rules.expired:
+            if rule.matcher.matches(version, build):
+                return Decision(False, f"blocked: {_cite(rule)} ({rule.summary}) expired on {rule.expiry_text}; renew the entry, or {how_to_ask(ecosystem, env, normalized, version)}", str(rule.origin))
+        if candidates:
+            nearest = candidates[0]
+            why = nearest.matcher.why_not(version, build)
+            joint = "" if why[:1] in ":@" else " "  # image references read `repo:tag`, `repo@digest`
+            return Decision(False, f"blocked: {normalized}{joint}{why} (the {env} entry is {_cite(nearest)}); {how_to_ask(ecosystem, env, normalized, version, build)}", str(nearest.origin))
+        return Decision(False, f"blocked: {normalized} is not on the {env} allowlist for channel {channel}; {how_to_ask(ecosystem, env, normalized, version)}")
+
+    def rules(self, ecosystem: Ecosystem | str, env: str) -> Iterator[tuple[Rule, str]]:
+        """Every rule in force for `env`, with its state: `allow`, `deny` or `expired`."""
+        table = self._index.get((Ecosystem(ecosystem).value, env))
+        if table is None:
+            raise UnknownEnvironment(Ecosystem(ecosystem), env, self.environments(ecosystem))
+        for name in sorted(table):
+            entry = table[name]
+            for rule in entry.allows:
+                yield rule, "allow"
+            for rule in entry.denies:
+                yield rule, "deny"
+            for rule in entry.expired:
+                yield rule, "expired"
+
+
+def _cite(rule: Rule) -> str:
+    if rule.origin.exception_id is not None:
+        return f"exception {rule.origin.exception_id}"
+    return str(rule.origin)
+
+
+def _shown(ecosystem: Ecosystem, name: str, version: str, build: str | None) -> str:
+    if ecosystem is Ecosystem.CONTAINERS:
+        return f"{name}@{version}" if version.startswith("sha256:") else f"{name}:{version}"
+    if ecosystem is Ecosystem.CONDA and build:
+        return f"{name} {version} {build}"
+    return f"{name} {version}"
+
+
+def how_to_ask(ecosystem: Ecosystem, env: str, name: str, version: str, build: str | None = None) -> str:
+    """The next step for a blocked user: the exception request that would unblock them."""
+    if ecosystem is Ecosystem.CONDA:
+        package = f"{name} =={version} {build}" if build else f"{name} =={version}"
+        versions = ""
+    else:
+        package = name
+        versions = f', "versions": {json_string(f"=={version}" if ecosystem is Ecosystem.PYPI else version)}'
+    return (
+        f'to ask for it, request an exception: POST /api/v1/exceptions {{"ecosystem": "{ecosystem.value}", '
+        f'"package": {json_string(package)}{versions}, "environments": [{json_string(env)}]}} '
+        'plus "project" and "justification"'
+    )
+
+
+def build_allowlist(policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime) -> Allowlist:
+    """Index the validated files plus the approved exceptions still in force at `now`."""
+    grant_rules = _grant_rules(policy, grants, now)
+    index: dict[tuple[str, str], dict[str, NameRules]] = {}
+    valid_until: datetime | None = None
+    for ecosystem, policy_file in policy.files.items():
+        rules = list(policy_file.rules) + grant_rules.get(ecosystem, [])
+        future = [r.expires_at for r in rules if r.expires_at is not None and r.expires_at > now]
+        if future:
+            valid_until = min(future + ([valid_until] if valid_until else []))
+        tables = {env: {} for env in policy_file.environments}
+        for env, table in tables.items():
+            index[(ecosystem.value, env)] = table
+        _index_rules(policy_file, rules, tables, now)
+    return Allowlist(policy, index, now, valid_until)
+
+
+def _index_rules(policy_file: PolicyFile, rules: list[Rule], tables: dict[str, dict[str, NameRules]], now: datetime) -> None:
+    """File each rule under its name in every environment it reaches through `extends`."""
+    heirs = {env: [e for e in policy_file.environments if env in policy_file.lineage(e)] for env in policy_file.environments}
+    reach: dict[frozenset[str], list[dict[str, NameRules]]] = {}
+    for rule in rules:
+        targets = reach.get(rule.environments)
+        if targets is None:
+            names = {heir for env in rule.environments for heir in heirs.get(env, ())}
+            targets = reach[rule.environments] = [tables[env] for env in names]
+        if rule.kind is RuleKind.DENY:
+            slot = 1
+        elif rule.expires_at is not None and rule.expires_at <= now:
+            slot = 2
+        else:
+            slot = 0
+        for table in targets:
+            known = table.get(rule.name)
+            if known is None:
+                entry = [(), (), ()]
+            else:
+                entry = list(known)
+            entry[slot] = entry[slot] + (rule,)
+            table[rule.name] = NameRules(*entry)
+
+
+def _grant_rules(policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime) -> dict[Ecosystem, list[Rule]]:
+    rules: dict[Ecosystem, list[Rule]] = {}
+    for grant in grants:
+        if grant.ecosystem not in policy.files:
+            continue
+        try:
+            target = SCHEMAS[grant.ecosystem].grant_target(grant)
+        except ValueError:
+            continue  # validated when the request was made; a malformed row grants nothing
+        rules.setdefault(grant.ecosystem, []).append(
+            Rule(
+                ecosystem=grant.ecosystem,
+                kind=RuleKind.ALLOW,
+                name=target.name,
+                matcher=target.matcher,
+                environments=grant.environments,
+                reason=f"exception approved by {grant.approved_by}",
+                origin=Origin(exception_id=grant.id),
+                owner=grant.project,
+                expires_at=grant.expires_at,
+                channel=target.channel,
+            )
+        )
+    return rules

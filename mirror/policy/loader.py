@@ -1,0 +1,232 @@
+"""Turn allowlist files (name + text) into validated rules, or every problem at once.
+
+Pure: the caller reads the files and says what time it is. A file with any error contributes
+nothing; `load_policy_files` raises `InvalidAllowlist` carrying every diagnostic of every file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from mirror.policy.conda import CondaSchema
+from mirror.policy.containers import ContainersSchema
+from mirror.policy.gate_rules import GATE_FILE, WAIVERS_FILE, GatePolicy, Waiver, read_gate_policy, read_waivers
+from mirror.policy.interface import Diagnostic, Ecosystem, InvalidAllowlist, Origin, Rule, RuleKind
+from mirror.policy.pypi import PypiSchema
+from mirror.policy.schema import Diagnostics, EntryReader, EntrySchema, describe_type, unknown_key_message
+from mirror.policy.yamlsource import SourceDocument, YamlSyntaxError, parse_document
+
+SCHEMAS: dict[Ecosystem, EntrySchema] = {
+    schema.ecosystem: schema for schema in (PypiSchema(), CondaSchema(), ContainersSchema())
+}
+_ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_ENVIRONMENT_KEYS = frozenset({"extends", "description"})
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """One ecosystem's validated file."""
+
+    ecosystem: Ecosystem
+    file: str
+    environments: dict[str, str | None]
+    """Declared environments and the one each extends (None for a root)."""
+    rules: tuple[Rule, ...]
+    context: Any = None
+    """Conda channels or container upstreams, by name."""
+
+    def lineage(self, environment: str) -> tuple[str, ...]:
+        """`preprod` -> (`preprod`, `prod`): the environments whose entries apply to it."""
+        chain: list[str] = []
+        current: str | None = environment
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = self.environments.get(current)
+        return tuple(chain)
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Everything the allowlist folder says, validated."""
+
+    files: dict[Ecosystem, PolicyFile] = field(default_factory=dict)
+    gate: GatePolicy | None = None
+    waivers: tuple[Waiver, ...] = ()
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+def load_policy_files(sources: Iterable[tuple[str, str]], now: datetime) -> PolicySet:
+    """Validate `(file name, text)` pairs; raise `InvalidAllowlist` if any has an error."""
+    diagnostics: list[Diagnostic] = []
+    files: dict[Ecosystem, PolicyFile] = {}
+    gate: GatePolicy | None = None
+    waivers: tuple[Waiver, ...] = ()
+    for name, text in sources:
+        try:
+            document = parse_document(name, text)
+        except YamlSyntaxError as exc:
+            diagnostics.append(exc.diagnostic)
+            continue
+        collected = Diagnostics(document)
+        base = os.path.basename(name)
+        if base == GATE_FILE:
+            gate = read_gate_policy(document, collected)
+        elif base == WAIVERS_FILE:
+            waivers = read_waivers(document, collected, now)
+        else:
+            policy_file = _read_ecosystem_file(document, collected, now)
+            if policy_file is not None and policy_file.ecosystem in files:
+                earlier = files[policy_file.ecosystem].file
+                collected.error(("ecosystem",), f"a second {policy_file.ecosystem.value} file (the first is {earlier}): keep one file per ecosystem")
+            elif policy_file is not None and not collected.has_errors:
+                files[policy_file.ecosystem] = policy_file
+        diagnostics.extend(collected.items)
+    if any(d.severity == "error" for d in diagnostics):
+        raise InvalidAllowlist(diagnostics)
+    return PolicySet(files=files, gate=gate, waivers=waivers, warnings=tuple(sorted(diagnostics)))
+
+
+def _read_ecosystem_file(document: SourceDocument, diagnostics: Diagnostics, now: datetime) -> PolicyFile | None:
+    value = document.value
+    if not isinstance(value, dict):
+        diagnostics.error_at(1, f"the file must be a mapping with 'ecosystem:', got {describe_type(value)}")
+        return None
+    raw_ecosystem = value.get("ecosystem")
+    try:
+        ecosystem = Ecosystem(raw_ecosystem)
+    except ValueError:
+        known = ", ".join(e.value for e in Ecosystem)
+        diagnostics.error(("ecosystem",), f"'ecosystem' must be one of {known}, got {describe_type(raw_ecosystem)}")
+        return None
+    schema = SCHEMAS[ecosystem]
+    allowed_top = frozenset({"ecosystem", "environments", "deny", schema.list_key}) | schema.extra_top_level_keys
+    for key in value.keys() - allowed_top:
+        diagnostics.error((key,), unknown_key_message(key, allowed_top))
+    environments = _read_environments(document, diagnostics)
+    context = schema.read_context(document, diagnostics)
+    rules: list[Rule] = []
+    for list_key, kind in ((schema.list_key, RuleKind.ALLOW), ("deny", RuleKind.DENY)):
+        items = value.get(list_key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            diagnostics.error((list_key,), f"{list_key!r} must be a list of entries, got {describe_type(items)}")
+            continue
+        rules.extend(_read_entries(document, diagnostics, schema, list_key, kind, items, environments, context, now))
+    return PolicyFile(ecosystem, document.file, environments, tuple(rules), context)
+
+
+def _read_environments(document: SourceDocument, diagnostics: Diagnostics) -> dict[str, str | None]:
+    raw = document.value.get("environments")
+    if not isinstance(raw, dict) or not raw:
+        diagnostics.error(("environments",), "missing 'environments': declare them, e.g. {prod: {}, preprod: {extends: prod}}")
+        return {}
+    environments: dict[str, str | None] = {}
+    for name, body in raw.items():
+        path = ("environments", name)
+        if not isinstance(name, str) or not _ENVIRONMENT_NAME.match(name):
+            diagnostics.error(path, f"invalid environment name {name!r}: use lowercase letters, digits, '-' or '_'")
+            continue
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            diagnostics.error(path, f"environment {name!r} must be a mapping like {{extends: prod}} or {{}}, got {describe_type(body)}")
+            continue
+        for key in body.keys() - _ENVIRONMENT_KEYS:
+            diagnostics.error(path + (key,), unknown_key_message(key, _ENVIRONMENT_KEYS))
+        parent = body.get("extends")
+        if parent is not None and not isinstance(parent, str):
+            diagnostics.error(path + ("extends",), f"'extends' must name one environment, got {describe_type(parent)}")
+            parent = None
+        environments[name] = parent
+    for name, parent in environments.items():
+        if parent is not None and parent not in environments:
+            diagnostics.error(("environments", name, "extends"), f"environment {name!r} extends unknown environment {parent!r} (declared: {', '.join(environments)})")
+    reported: set[str] = set()
+    for name in environments:
+        chain = [name]
+        current = environments[name]
+        while current is not None and current in environments and current not in chain:
+            chain.append(current)
+            current = environments[current]
+        if current is not None and current in chain and not reported & set(chain):
+            cycle = chain[chain.index(current):] + [current]
+            diagnostics.error(("environments", name, "extends"), "'extends' cycle: " + " -> ".join(cycle))
+            reported.update(chain)
+    return environments
+
+
+def _read_entries(
+    document: SourceDocument,
+    diagnostics: Diagnostics,
+    schema: EntrySchema,
+    list_key: str,
+    kind: RuleKind,
+    items: list[Any],
+    environments: dict[str, str | None],
+    context: Any,
+    now: datetime,
+) -> list[Rule]:
+    deny = kind is RuleKind.DENY
+    allowed_keys = schema.deny_keys if deny else schema.allow_keys
+    declared = frozenset(environments)
+    first_seen: dict[tuple[str, str | None, str], int] = {}
+    rules: list[Rule] = []
+    for index, raw in enumerate(items):
+        line = document.item_line(list_key, index)
+        if not isinstance(raw, dict):
+            diagnostics.error_at(line, f"{list_key} entry must be a mapping ({schema.name_key}: ..., reason: ...), got {describe_type(raw)}")
+            continue
+        entry = EntryReader(raw, (list_key, index), line, diagnostics)
+        if not raw.keys() <= allowed_keys:
+            entry.check_keys(allowed_keys)
+        target = schema.read_target(entry, context, deny)
+        named = entry.strings("environments", required=not deny)
+        reason = entry.text("reason", required=True, what=": say why the entry exists")
+        owner = entry.text("owner", required=not deny, what=": name the team that answers for it")
+        expires_at = None if deny else entry.expiry()
+        if named is not None:
+            unknown = [env for env in named if env not in declared]
+            if unknown:
+                entry.error("environments", f"unknown environment {unknown[0]!r} (declared: {', '.join(environments)})")
+                named = None
+        if target is None or reason is None or (named is None and not deny) or (owner is None and not deny):
+            continue
+        envs = frozenset(named) if named is not None else declared
+        if not deny:
+            duplicate = _first_duplicate(first_seen, target.name, target.channel, envs, line)
+            if duplicate is not None:
+                env, earlier = duplicate
+                entry.error(schema.name_key, f"duplicate entry for {target.name} in {env} (first at line {earlier}): merge them into one entry")
+                continue
+        rule = Rule(
+            ecosystem=schema.ecosystem,
+            kind=kind,
+            name=target.name,
+            matcher=target.matcher,
+            environments=envs,
+            reason=reason,
+            origin=Origin(document.file, line),
+            owner=owner,
+            expires_at=expires_at,
+            channel=target.channel,
+        )
+        if expires_at is not None and expires_at <= now:
+            diagnostics.warning_at(line, f"entry for {target.name} expired on {rule.expiry_text}: it allows nothing until renewed or removed")
+        rules.append(rule)
+    return rules
+
+
+def _first_duplicate(
+    first_seen: dict[tuple[str, str | None, str], int], name: str, channel: str | None, envs: frozenset[str], line: int
+) -> tuple[str, int] | None:
+    for env in sorted(envs):
+        earlier = first_seen.get((name, channel, env))
+        if earlier is not None:
+            return env, earlier
+    for env in envs:
+        first_seen[(name, channel, env)] = line
+    return None

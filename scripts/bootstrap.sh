@@ -1,0 +1,45 @@
+# Sourced by scripts/run and scripts/test: installs what Airlock needs on Debian 12 as root,
+# then a virtual environment in .venv with the project. Safe to run again; skips what is there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${AIRLOCK_VENV:-$ROOT/.venv}"
+PYTHON="${AIRLOCK_PYTHON:-python3}"
+
+# Debian packages the service and its tests use (one list, so run and test agree).
+DEBIAN_PACKAGES=(python3-venv ca-certificates)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+install_debian_packages() {
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    if ((${#missing[@]})); then
+        say "installing Debian packages: ${missing[*]}"
+        if [[ $(id -u) -ne 0 ]]; then
+            echo "scripts/bootstrap.sh: run as root (or install: ${missing[*]})" >&2
+            exit 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+install_python_environment() {
+    local extras="$1"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        say "creating virtual environment $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.airlock-installed"
+    local installed=""
+    [[ -f "$stamp" && ! "$ROOT/pyproject.toml" -nt "$stamp" ]] && installed="$(cat "$stamp")"
+    # `test` includes everything `run` needs, so a test environment serves scripts/run too.
+    if [[ "$installed" != "$extras" && ! ( "$installed" == test && "$extras" == run ) ]]; then
+        say "installing airlock[$extras] into $VENV"
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+        echo "$extras" > "$stamp"
+    fi
+}

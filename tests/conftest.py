@@ -1,0 +1,34 @@
+"""Shared fixtures. Each builds real artefacts (files, servers) the way a user would have them."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from mirror.policy import Allowlist, build_allowlist, load_policy_files
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+def allowlist_from(*documents: tuple[str, str], grants=(), now: datetime = NOW) -> Allowlist:
+    """Build an allowlist from `(file name, YAML text)` pairs written inline in a test."""
+    sources = [(name, textwrap.dedent(text)) for name, text in documents]
+    return build_allowlist(load_policy_files(sources, now), grants, now)
+
+
+@pytest.fixture
+def write_allowlists(tmp_path: Path):
+    """Write `{file name: YAML text}` into a fresh allowlists folder and return the folder."""
+
+    def write(files: dict[str, str]) -> Path:
+        folder = tmp_path / "allowlists"
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(textwrap.dedent(text))
+        return folder
+
+    return write
