@@ -12,7 +12,6 @@ import gc
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,10 +96,12 @@ class WatchState:
 
 
 class AllowlistWatcher:
-    """Holds the current `Allowlist`; `current()` is a reference read, rebuilding when due.
+    """Holds the current `Allowlist`; readers take the reference, `poll()` replaces it.
 
-    Files are stat-ed at most every `interval` seconds, so an edit is enforced within that time
-    plus one rebuild, with no thread and no restart. `grants` returns the approved exceptions.
+    `poll()` stats the files and rebuilds when one changed (or an entry or exception expired);
+    the service calls it every `interval` seconds from a background thread, so an edit is
+    enforced within that time plus one rebuild, with no restart. `grants` returns the approved
+    exceptions. An invalid edit is logged, kept in `errors`, and changes nothing.
     """
 
     def __init__(
@@ -113,7 +114,6 @@ class AllowlistWatcher:
         self._grants = grants
         self.interval = interval
         self._lock = threading.Lock()
-        self._checked = 0.0
         self._fingerprint = self._stat()
         self._state = WatchState(load_allowlist([self.folder], self._grants()))
 
@@ -122,16 +122,33 @@ class AllowlistWatcher:
         return self._state.errors
 
     def current(self) -> Allowlist:
-        state = self._state
-        now_monotonic = time.monotonic()
-        if now_monotonic - self._checked >= self.interval or state.allowlist.is_stale(utc_now()):
-            self._refresh(now_monotonic)
-        return self._state.allowlist
+        allowlist = self._state.allowlist
+        if allowlist.valid_until is not None and allowlist.is_stale(utc_now()):
+            self.poll(force=True)  # an entry or exception just expired: never answer from the old one
+            allowlist = self._state.allowlist
+        return allowlist
 
     def invalidate(self) -> None:
-        """Rebuild on the next `current()`: exceptions changed."""
-        self._fingerprint = ()
-        self._checked = 0.0
+        """Rebuild now: the approved exceptions changed."""
+        self.poll(force=True)
+
+    def poll(self, force: bool = False) -> bool:
+        """Rebuild if a file changed or `force`; True when a new allowlist was swapped in."""
+        with self._lock:
+            fingerprint = self._stat()
+            if not force and fingerprint == self._fingerprint and not self._state.allowlist.is_stale(utc_now()):
+                return False
+            self._fingerprint = fingerprint
+            try:
+                allowlist = load_allowlist([self.folder], self._grants())
+            except InvalidAllowlist as exc:
+                if tuple(exc.diagnostics) != self._state.errors:
+                    log.error("allowlist edit rejected, the previous allowlist stays in force:\n%s", exc)
+                self._state = WatchState(self._state.allowlist, tuple(exc.diagnostics))
+                return False
+            self._state = WatchState(allowlist)
+            log.info("allowlist reloaded (generation %d)", allowlist.generation)
+            return True
 
     def _stat(self) -> tuple[tuple[str, int, int], ...]:
         files, _ = find_policy_files([self.folder])
@@ -143,21 +160,3 @@ class AllowlistWatcher:
                 continue
             stats.append((str(path), info.st_mtime_ns, info.st_size))
         return tuple(stats)
-
-    def _refresh(self, now_monotonic: float) -> None:
-        with self._lock:
-            self._checked = now_monotonic
-            fingerprint = self._stat()
-            if fingerprint == self._fingerprint and not self._state.allowlist.is_stale(utc_now()):
-                return
-            try:
-                allowlist = load_allowlist([self.folder], self._grants())
-            except InvalidAllowlist as exc:
-                if exc.diagnostics != list(self._state.errors):
-                    log.error("allowlist edit rejected, previous allowlist stays in force:\n%s", exc)
-                self._state = WatchState(self._state.allowlist, tuple(exc.diagnostics))
-                self._fingerprint = fingerprint
-                return
-            self._fingerprint = fingerprint
-            self._state = WatchState(allowlist)
-            log.info("allowlist reloaded (generation %d)", allowlist.generation)

@@ -32,3 +32,13 @@ def write_allowlists(tmp_path: Path):
         return folder
 
     return write
+
+
+@pytest.fixture(scope="session")
+def pypi_world(tmp_path_factory):
+    """An upstream index with real wheels and sdists, and `airlock up` in front of it (shared)."""
+    from tests.worlds import start_pypi_world
+
+    world = start_pypi_world(tmp_path_factory.mktemp("pypi-world"))
+    yield world
+    world.stop()

@@ -104,7 +104,8 @@ def test_watcher_applies_edits_and_keeps_the_old_allowlist_on_a_bad_one(write_al
     base = "ecosystem: pypi\nenvironments: {prod: {}}\npackages:\n"
     entry = "  - {name: %s, environments: [prod], reason: r, owner: o}\n"
     folder = write_allowlists({"pypi.yaml": base + entry % "numpy"})
-    watcher = AllowlistWatcher(folder, interval=0.0)
+    watcher = AllowlistWatcher(folder)
+    assert watcher.poll() is False
     first = watcher.current()
     assert first.decide("pypi", "prod", "numpy", "1.0").allowed
     assert not first.decide("pypi", "prod", "pandas", "1.0").allowed
@@ -112,12 +113,14 @@ def test_watcher_applies_edits_and_keeps_the_old_allowlist_on_a_bad_one(write_al
     path = Path(folder, "pypi.yaml")
     path.write_text(base + entry % "numpy" + entry % "pandas")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    assert watcher.poll() is True
     second = watcher.current()
     assert second is not first
     assert second.decide("pypi", "prod", "pandas", "1.0").allowed
 
     path.write_text(base + entry % "numpy" + "  - {name: scipy, environments: [staging], reason: r, owner: o}\n")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))
+    assert watcher.poll() is False
     assert watcher.current() is second
     assert [str(d).split(": ", 1)[1] for d in watcher.errors] == ["unknown environment 'staging' (declared: prod)"]
     assert not watcher.current().decide("pypi", "prod", "scipy", "1.0").allowed

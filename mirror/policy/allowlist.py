@@ -117,6 +117,34 @@ class Allowlist:
             return Decision(False, f"blocked: {normalized}{joint}{why} (the {env} entry is {_cite(nearest)}); {how_to_ask(ecosystem, env, normalized, version, build)}", str(nearest.origin))
         return Decision(False, f"blocked: {normalized} is not on the {env} allowlist for channel {channel}; {how_to_ask(ecosystem, env, normalized, version)}")
 
+    def decide_name(self, ecosystem: Ecosystem | str, env: str, name: str) -> Decision:
+        """May any version of `name` enter `env`? (Whether to show a project page at all.)"""
+        known = Ecosystem(ecosystem)
+        table = self._index.get((known.value, env))
+        if table is None:
+            raise UnknownEnvironment(known, env, self.environments(known))
+        normalized = _NORMALIZERS[known.value](name)
+        rules = table.get(normalized)
+        if rules is None or not rules.allows:
+            expired = rules.expired[0] if rules and rules.expired else None
+            if expired is not None:
+                return Decision(False, f"blocked: {_cite(expired)} ({expired.summary}) expired on {expired.expiry_text}; renew the entry, or {how_to_ask(known, env, normalized, None)}", str(expired.origin))
+            return Decision(False, f"blocked: {normalized} is not on the {env} allowlist; {how_to_ask(known, env, normalized, None)}")
+        for rule in rules.denies:
+            if rule.matcher.unrestricted:
+                return Decision(False, f"blocked: {normalized} is denied by {rule.origin} ({rule.reason}); deny entries override every allow and exception", str(rule.origin))
+        first = rules.allows[0]
+        return Decision(True, f"listed by {_cite(first)} ({first.summary})", str(first.origin))
+
+    def names(self, ecosystem: Ecosystem | str, env: str) -> list[str]:
+        """Names with at least one version allowed in `env`, sorted (the simple index)."""
+        known = Ecosystem(ecosystem)
+        table = self._index.get((known.value, env))
+        if table is None:
+            raise UnknownEnvironment(known, env, self.environments(known))
+        return sorted(name for name, rules in table.items()
+                      if rules.allows and not any(d.matcher.unrestricted for d in rules.denies))
+
     def rules(self, ecosystem: Ecosystem | str, env: str) -> Iterator[tuple[Rule, str]]:
         """Every rule in force for `env`, with its state: `allow`, `deny` or `expired`."""
         table = self._index.get((Ecosystem(ecosystem).value, env))
@@ -146,9 +174,11 @@ def _shown(ecosystem: Ecosystem, name: str, version: str, build: str | None) -> 
     return f"{name} {version}"
 
 
-def how_to_ask(ecosystem: Ecosystem, env: str, name: str, version: str, build: str | None = None) -> str:
+def how_to_ask(ecosystem: Ecosystem, env: str, name: str, version: str | None, build: str | None = None) -> str:
     """The next step for a blocked user: the exception request that would unblock them."""
-    if ecosystem is Ecosystem.CONDA:
+    if version is None:
+        package, versions = name, ""
+    elif ecosystem is Ecosystem.CONDA:
         package = f"{name} =={version} {build}" if build else f"{name} =={version}"
         versions = ""
     else:

@@ -47,6 +47,10 @@ class CondaSpec(VersionMatcher):
         return record is not None and self.spec.matches(record)
 
     @property
+    def unrestricted(self) -> bool:
+        return self.spec.version is None and self.spec.build is None
+
+    @property
     def description(self) -> str:
         return self._text
 

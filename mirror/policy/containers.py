@@ -57,6 +57,10 @@ class ImageReferences(VersionMatcher):
         return any(fnmatchcase(version, glob) for glob in self.tags)
 
     @property
+    def unrestricted(self) -> bool:
+        return self.every_reference
+
+    @property
     def description(self) -> str:
         if self.every_reference:
             return "every tag and digest"

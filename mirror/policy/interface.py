@@ -55,6 +55,11 @@ class VersionMatcher(abc.ABC):
     def description(self) -> str:
         """What the matcher admits, as a reviewer reads it (`>=1.26,<3`, `tags 2024*`)."""
 
+    @property
+    def unrestricted(self) -> bool:
+        """True when every version is admitted (a deny entry with no version limit blocks a name)."""
+        return False
+
     def why_not(self, version: str, build: str | None) -> str:
         """Why `version` is not admitted; implementations refine it (pre-release, digest, ...)."""
         return f"outside the allowed versions ({self.description})"

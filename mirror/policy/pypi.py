@@ -53,6 +53,10 @@ class PypiVersions(VersionMatcher):
         return self.specifier.contains(parsed, prereleases=True)
 
     @property
+    def unrestricted(self) -> bool:
+        return self.specifier is None and self.prereleases
+
+    @property
     def description(self) -> str:
         text = self._text or "any release"
         return f"{text}, pre-releases allowed" if self.prereleases else text

@@ -1,0 +1,107 @@
+"""devpi-server as Airlock's PyPI cache: a child on 127.0.0.1 with one mirror index.
+
+devpi caches pages and files from the upstream and keeps serving them when the upstream is
+down. It enforces nothing: only Airlock's filter decides what leaves through the public port.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+
+from mirror.children.supervisor import ChildError, ChildProcess, free_port, run_command
+
+INDEX = "root/upstream"
+"""The one mirror index; Airlock reads `/{INDEX}/+simple/…` and `/{INDEX}/+f/…`."""
+
+
+def _tool(name: str) -> str:
+    """devpi's commands come with Airlock's environment; prefer the ones beside this Python."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise ChildError(f"{name} is not installed in Airlock's environment (reinstall: scripts/run)")
+    return found
+
+
+class DevpiServer:
+    def __init__(self, data_dir: Path, upstream: str, cache_expiry: int, timeout: float) -> None:
+        self.server_dir = data_dir / "devpi"
+        self.upstream = upstream
+        self.cache_expiry = cache_expiry
+        self.timeout = timeout
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._password_file = data_dir / "devpi-root-password"
+        self._secret_file = data_dir / "devpi-secret"
+        self.child = ChildProcess(
+            name="devpi-server",
+            argv=[
+                _tool("devpi-server"), "--serverdir", str(self.server_dir), "--host", "127.0.0.1",
+                "--port", str(self.port), "--secretfile", str(self._secret_file), "--enable-core-metadata",
+                "--mirror-cache-expiry", str(cache_expiry), "--proxy-timeout", str(int(timeout)),
+            ],
+            log_path=data_dir / "logs" / "devpi-server.log",
+            ready=self._answers,
+            ready_timeout=120.0,
+        )
+
+    @property
+    def index_url(self) -> str:
+        return f"{self.url}/{INDEX}"
+
+    def start(self) -> None:
+        self._initialise()
+        self.child.start()
+        self._ensure_index()
+
+    def stop(self) -> None:
+        self.child.stop()
+
+    def healthy(self) -> bool:
+        return self.child.healthy()
+
+    def _answers(self) -> bool:
+        return httpx.get(f"{self.url}/+api", timeout=2.0).status_code == 200
+
+    def _initialise(self) -> None:
+        self.server_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not self._password_file.exists():
+            self._password_file.write_text(secrets.token_urlsafe(24))
+            self._password_file.chmod(0o600)
+        if not self._secret_file.exists():
+            run_command([_tool("devpi-gen-secret"), "--secretfile", str(self._secret_file)], 60, "devpi secret")
+            self._secret_file.chmod(0o600)
+        if not (self.server_dir / ".nodeinfo").exists():
+            run_command(
+                [_tool("devpi-init"), "--serverdir", str(self.server_dir), "--no-root-pypi",
+                 "--root-passwd", self._password_file.read_text().strip()],
+                120, "devpi-init",
+            )
+
+    def _ensure_index(self) -> None:
+        """Create or update the mirror index so it follows the configured upstream."""
+        wanted = {
+            "type": "mirror", "mirror_url": self.upstream, "mirror_provides_core_metadata": True,
+            "mirror_cache_expiry": self.cache_expiry, "volatile": False,
+        }
+        auth = ("root", self._password_file.read_text().strip())
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        with httpx.Client(base_url=self.url, auth=auth, headers=headers, timeout=30.0) as client:
+            current = client.get(f"/{INDEX}")
+            if current.status_code == 404:
+                response = client.put(f"/{INDEX}", content=json.dumps(wanted))
+            elif current.status_code == 200:
+                config = current.json().get("result", {})
+                if all(config.get(key) == value for key, value in wanted.items()):
+                    return
+                response = client.patch(f"/{INDEX}", content=json.dumps({**config, **wanted}))
+            else:
+                raise ChildError(f"devpi-server answered {current.status_code} for its index: {current.text[:200]}")
+            if response.status_code not in (200, 201):
+                raise ChildError(f"devpi-server refused to configure {INDEX}: {response.status_code} {response.text[:300]}")

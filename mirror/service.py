@@ -1,0 +1,123 @@
+"""`airlock up`: the whole service on one machine — devpi as a child on loopback, the API in front.
+
+Stops every child on Ctrl-C or SIGTERM (uvicorn handles the signal, then this module stops the
+children); a child also dies with Airlock if Airlock is killed (see `children.supervisor`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from mirror.allowlist_files import AllowlistWatcher
+from mirror.app import create_app
+from mirror.children.devpi import DevpiServer
+from mirror.children.supervisor import ChildError
+from mirror.policy import Ecosystem, InvalidAllowlist
+from mirror.settings import Settings
+
+log = logging.getLogger("airlock")
+_STANDARD_RECORD_KEYS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with whatever `extra=` fields a caller attached."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+                 "logger": record.name, "message": record.getMessage()}
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_RECORD_KEYS})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def client_settings(settings: Settings, environments: list[str]) -> list[dict[str, Any]]:
+    """What to give pip, uv (and later conda, docker) per environment."""
+    base = settings.base_url
+    host = base.split("://", 1)[-1]
+    rows = []
+    for env in environments:
+        index = f"{base}/pypi/{env}/simple/"
+        rows.append({
+            "environment": env,
+            "pip": f"pip install --index-url {index} PACKAGE   (or PIP_INDEX_URL={index})",
+            "uv": f"uv pip install --index-url {index} PACKAGE   (or UV_INDEX_URL={index}; uv add: [[tool.uv.index]] url = \"{index}\", default = true)",
+            "trusted_host": host if base.startswith("http://") and not host.startswith(("127.", "localhost")) else None,
+        })
+    return rows
+
+
+def run_service(settings: Settings) -> int:
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        policy = AllowlistWatcher(settings.allowlists)
+    except InvalidAllowlist as exc:
+        print(f"airlock: the allowlists in {settings.allowlists} are invalid; fix them (airlock allowlist check):\n{exc}", file=sys.stderr)
+        return 1
+    devpi = DevpiServer(settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout)
+    try:
+        devpi.start()
+    except ChildError as exc:
+        print(f"airlock: cannot start the PyPI cache: {exc}", file=sys.stderr)
+        devpi.stop()
+        return 1
+    stop_polling = threading.Event()
+    poller = threading.Thread(target=_poll_allowlists, args=(policy, stop_polling), name="allowlist-watch", daemon=True)
+    poller.start()
+
+    def health() -> dict[str, Any]:
+        return {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "restarts": devpi.child.restarts}}
+
+    def stop_children() -> None:
+        if stop_polling.is_set():
+            return
+        stop_polling.set()
+        devpi.stop()
+        log.info("airlock stopped: devpi-server and every other child are down")
+
+    app = create_app(settings, policy, devpi.url, health, on_stop=stop_children)
+    _print_banner(settings, policy.current().environments(Ecosystem.PYPI))
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                           access_log=False, lifespan="on", timeout_graceful_shutdown=10))
+    try:
+        server.run()
+    finally:
+        stop_children()  # also when startup failed (port taken) and the lifespan never ran
+    return 0 if server.started else 1
+
+
+def _poll_allowlists(policy: AllowlistWatcher, stop: threading.Event) -> None:
+    """Re-read changed allowlist files off the request path; requests only read a reference."""
+    while not stop.wait(policy.interval):
+        try:
+            policy.poll()
+        except Exception:  # keep watching: the previous allowlist stays in force
+            log.exception("allowlist reload failed")
+
+
+def _print_banner(settings: Settings, environments: list[str]) -> None:
+    lines = [f"Airlock is serving on {settings.base_url}  (allowlists: {settings.allowlists}, data: {settings.data_dir})"]
+    for row in client_settings(settings, environments):
+        lines.append(f"  [{row['environment']}]")
+        lines.append(f"    pip: {row['pip']}")
+        lines.append(f"    uv:  {row['uv']}")
+    lines.append("Stop with Ctrl-C.")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    time.sleep(0)

@@ -1,0 +1,102 @@
+"""Airlock's configuration: `airlock.toml` (or `--config FILE`), overridden by `AIRLOCK_*` variables.
+
+Every setting and its default is listed in the README's Configuration table; keep them in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+CONFIG_FILE_VARIABLE = "AIRLOCK_CONFIG"
+DEFAULT_CONFIG_FILE = "airlock.toml"
+
+
+class Settings(BaseSettings):
+    """What an operator configures. Paths are relative to the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="AIRLOCK_", extra="forbid", frozen=True)
+
+    listen: str = Field("127.0.0.1:8000", description="HOST:PORT of the one public port")
+    data_dir: Path = Field(Path(".airlock"), description="state: database, devpi server dir, conda channels, logs")
+    allowlists: Path = Field(Path("allowlists"), description="folder of allowlist files")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir")
+    pypi_upstream: str = Field("https://pypi.org/simple/", description="PEP 503/691 index devpi mirrors")
+    pypi_page_ttl: float = Field(2.0, ge=0, le=300, description="seconds Airlock reuses devpi's answer for a project page")
+    devpi_cache_expiry: int = Field(1800, ge=0, description="seconds devpi reuses upstream's project pages")
+    upstream_timeout: float = Field(30.0, gt=0, description="seconds to wait for devpi or an upstream")
+    require_token: bool = Field(False, description="package routes and /metrics need a token")
+    webhook_urls: str = Field("", description="comma-separated URLs notified of exception events")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for X-Airlock-Signature")
+    public_url: str | None = Field(None, description="URL clients use to reach Airlock (default http://LISTEN)")
+    log_format: str = Field("json", pattern="^(json|text)$", description="service log lines: json or text")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("write HOST:PORT, e.g. 127.0.0.1:8000")
+        return value
+
+    @field_validator("pypi_upstream")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL of a simple index, e.g. https://pypi.org/simple/")
+        return value.rstrip("/") + "/"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'airlock.db').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get(CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+class ConfigurationError(Exception):
+    """Settings that cannot be used, explained per field."""
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the config file and environment; a readable error instead of a trace."""
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ConfigurationError(f"{config_file}: no such configuration file")
+        os.environ[CONFIG_FILE_VARIABLE] = config_file
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "configuration"
+            problems.append(f"AIRLOCK_{field.upper()} ({field} in airlock.toml): {error['msg']}")
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,138 @@
+"""The worlds the end-to-end tests run in: an upstream index, Airlock in front of it, real clients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.upstream.pypi import Release, Upstream
+from tests.upstream.servers import AirlockProcess, StaticServer
+
+BIN = Path(sys.executable).parent
+
+
+def upstream_releases() -> list[Release]:
+    """Several projects, versions, a pre-release, a yank, a local version, odd spellings, traps."""
+    return [
+        Release("alpha", "1.0"), Release("alpha", "1.1"), Release("alpha", "1.1", kind="sdist"),
+        Release("alpha", "2.0", payload=b"alpha 2.0 is not allowed in prod"),
+        Release("alpha", "2.1rc1"),
+        Release("alpha", "notaversion"),  # unparseable: dropped from every page
+        Release("evil", "9.9", listed_under="alpha", payload=b"evil file on alpha's page"),
+        Release("beta", "1.0", requires=("alpha>=1.0",)),
+        Release("gamma", "1.0", requires=("delta>=1.0",)),
+        Release("delta", "1.0", payload=b"delta is not allowlisted"),
+        # A file named like an allowed alpha release, published on delta's page.
+        Release("alpha", "1.0.1", listed_under="delta", payload=b"MALICIOUS alpha on delta's page"),
+        Release("Zeta.Pkg", "1.0", kind="sdist"), Release("Zeta.Pkg", "1.0", dist_name="ZETA_pkg"),
+        Release("epsilon", "1.0"), Release("epsilon", "1.1", yanked="broken build"),
+        Release("torchish", "2.0.0+cpu"),
+        Release("oldpy", "0.9"), Release("oldpy", "1.0", requires_python="<3"),
+        Release("sdistonly", "1.0", kind="sdist"),
+        Release("uncached", "1.0"),
+    ]
+
+
+ALLOWLIST = """\
+ecosystem: pypi
+environments: {prod: {}, preprod: {extends: prod}}
+deny:
+  - {name: alpha, versions: "==1.0", reason: known bad build}
+packages:
+  - {name: alpha, versions: ">=1.0,<2", environments: [prod], reason: core, owner: ml}
+  - {name: alpha, prereleases: true, environments: [preprod], reason: try new majors, owner: ml}
+  - {name: beta, environments: [prod], reason: uses alpha, owner: ml}
+  - {name: gamma, environments: [prod], reason: needs delta which is not listed, owner: ml}
+  - {name: ZETA_pkg, environments: [prod], reason: odd spelling, owner: ml}
+  - {name: epsilon, environments: [prod], reason: has a yanked release, owner: ml}
+  - {name: torchish, versions: "==2.0.0", environments: [prod], reason: local version, owner: ml}
+  - {name: oldpy, environments: [prod], reason: requires-python, owner: ml}
+  - {name: sdistonly, environments: [prod], reason: sdist only, owner: ml}
+  - {name: uncached, environments: [prod], reason: never fetched before upstream goes down, owner: ml}
+"""
+
+
+@dataclass
+class PypiWorld:
+    upstream: Upstream
+    upstream_server: StaticServer
+    airlock: AirlockProcess
+    allowlists: Path
+    tmp: Path
+
+    @property
+    def url(self) -> str:
+        return self.airlock.url
+
+    def index(self, env: str = "prod") -> str:
+        return f"{self.url}/pypi/{env}/simple/"
+
+    def devpi_url(self) -> str:
+        return httpx.get(f"{self.url}/readyz").json()["parts"]["devpi"]["url"]
+
+    def write_allowlist(self, text: str) -> None:
+        path = self.allowlists / "pypi.yaml"
+        path.write_text(textwrap.dedent(text))
+        stamp = time.time_ns() + 1_000_000  # a distinct mtime even within one filesystem tick
+        os.utime(path, ns=(stamp, stamp))
+
+    def stop(self) -> None:
+        self.airlock.stop()
+        self.upstream_server.stop()
+
+
+def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> PypiWorld:
+    upstream = Upstream(tmp / "upstream")
+    upstream.add(*upstream_releases())
+    upstream.publish()
+    server = StaticServer(upstream.root).start()
+    upstream.url = f"{server.url}/simple/"
+    work = tmp / "airlock"
+    allowlists = work / "allowlists"
+    allowlists.mkdir(parents=True)
+    (allowlists / "pypi.yaml").write_text(ALLOWLIST)
+    env = {"AIRLOCK_PYPI_UPSTREAM": upstream.url, "AIRLOCK_DATA_DIR": str(work / "data"),
+           "AIRLOCK_ALLOWLISTS": str(allowlists), **(extra_env or {})}
+    airlock = AirlockProcess(work, env).start()
+    return PypiWorld(upstream, server, airlock, allowlists, tmp)
+
+
+def client_env(tmp: Path) -> dict[str, str]:
+    """pip and uv isolated from this machine's configuration (extra indexes, find-links, caps)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "UV_")) and k not in ("VIRTUAL_ENV",)}
+    env.update(PIP_CONFIG_FILE="/dev/null", PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               UV_NO_CONFIG="1", UV_CACHE_DIR=str(tmp / "uv-cache"), UV_PYTHON_DOWNLOADS="never")
+    return env
+
+
+def fresh_venv(path: Path) -> Path:
+    """A virtual environment with no packages; clients install into it with --python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+def pip(args: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", *args], env=client_env(tmp), capture_output=True, text=True, timeout=timeout)
+
+
+def uv(args: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "uv"), *args], env=client_env(tmp), capture_output=True, text=True, timeout=timeout)
+
+
+def installed(python: Path) -> dict[str, str]:
+    """`{normalised name: version}` of what is installed in the venv, read with importlib.metadata."""
+    code = ("import importlib.metadata as m, json, re; "
+            "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}))")
+    # cwd outside the repository: `-c` puts the working directory (and its *.egg-info) on sys.path
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd=python.parent)
+    import json
+
+    return json.loads(result.stdout)
