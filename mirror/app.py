@@ -6,7 +6,9 @@ itself, so tests and `airlock up` assemble it the same way.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -28,6 +30,7 @@ def create_app(
     devpi_url: str,
     health: Callable[[], dict[str, Any]],
     on_stop: Callable[[], None] = lambda: None,
+    devpi_files: Path | None = None,
 ) -> FastAPI:
     """`on_stop` runs at shutdown, inside uvicorn's lifespan: uvicorn re-raises the SIGTERM it
     caught once it has shut down, so code after `server.run()` may never run."""
@@ -39,7 +42,7 @@ def create_app(
         try:
             async with httpx.AsyncClient(base_url=devpi_url, limits=limits, timeout=timeout) as client:
                 app.state.devpi_client = client
-                app.state.pypi_pages = DevpiPages(client, settings.pypi_page_ttl)
+                app.state.pypi_pages = DevpiPages(client, settings.pypi_page_ttl, settings.pypi_upstream)
                 yield
         finally:
             on_stop()
@@ -48,6 +51,8 @@ def create_app(
                   description="Curated PyPI, conda and container mirror for ML workspaces.")
     app.state.settings = settings
     app.state.policy = policy
+    app.state.devpi_files = devpi_files
+    app.state.pypi_metadata = OrderedDict()
     app.include_router(pypi_router)
 
     @app.get("/healthz", tags=["health"], summary="liveness: the process answers")

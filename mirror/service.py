@@ -83,7 +83,7 @@ def run_service(settings: Settings) -> int:
     poller.start()
 
     def health() -> dict[str, Any]:
-        return {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "restarts": devpi.child.restarts}}
+        return {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "pid": devpi.child.pid, "restarts": devpi.child.restarts}}
 
     def stop_children() -> None:
         if stop_polling.is_set():
@@ -92,7 +92,7 @@ def run_service(settings: Settings) -> int:
         devpi.stop()
         log.info("airlock stopped: devpi-server and every other child are down")
 
-    app = create_app(settings, policy, devpi.url, health, on_stop=stop_children)
+    app = create_app(settings, policy, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files)
     _print_banner(settings, policy.current().environments(Ecosystem.PYPI))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=10))

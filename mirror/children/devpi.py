@@ -55,6 +55,11 @@ class DevpiServer:
     def index_url(self) -> str:
         return f"{self.url}/{INDEX}"
 
+    @property
+    def stored_files(self) -> Path:
+        """Where devpi keeps the index's verified files (`…/+f/{relpath}`)."""
+        return self.server_dir / "+files" / INDEX / "+f"
+
     def start(self) -> None:
         self._initialise()
         self.child.start()

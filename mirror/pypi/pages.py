@@ -8,6 +8,7 @@ policy is applied after this cache, on every request, so an allowlist change is 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,14 +31,17 @@ class CachedPage:
     page: ProjectPage | None
     """None: the upstream does not know the project."""
     fetched_at: float
+    digest: bytes = b""
+    """Hash of devpi's body: an unchanged page keeps its parsed and rendered forms."""
     rendered: dict[Any, Any] = field(default_factory=dict)
     """Filtered, rendered bodies by (environment, allowlist generation, media type)."""
 
 
 class DevpiPages:
-    def __init__(self, client: httpx.AsyncClient, ttl: float) -> None:
+    def __init__(self, client: httpx.AsyncClient, ttl: float, upstream: str) -> None:
         self._client = client
         self._ttl = ttl
+        self._upstream = upstream
         self._cache: OrderedDict[str, CachedPage] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[CachedPage]] = {}
 
@@ -69,10 +73,16 @@ class DevpiPages:
         except httpx.HTTPError as exc:
             raise PageUnavailable(f"the PyPI cache (devpi) did not answer: {exc.__class__.__name__}") from None
         if response.status_code == 404:
+            await self._confirm_not_found(project)
             entry = CachedPage(None, time.monotonic())
         elif response.status_code == 200:
+            digest = hashlib.blake2b(response.content, digest_size=16).digest()
+            previous = self._cache.get(project)
+            if previous is not None and previous.digest == digest:
+                previous.fetched_at = time.monotonic()
+                return previous
             try:
-                entry = CachedPage(parse_devpi_page(response.content), time.monotonic())
+                entry = CachedPage(parse_devpi_page(response.content), time.monotonic(), digest)
             except ValueError:
                 raise PageUnavailable("the PyPI cache (devpi) returned a page Airlock cannot read") from None
         else:
@@ -84,3 +94,13 @@ class DevpiPages:
         while len(self._cache) > _MAX_PROJECTS:
             self._cache.popitem(last=False)
         return entry
+
+    async def _confirm_not_found(self, project: str) -> None:
+        """devpi answers 404 for an uncached project when the upstream is down; a 404 must mean
+        "no such project", so ask the upstream itself (headers only, nothing is served from it)."""
+        try:
+            probe = await self._client.head(f"{self._upstream}{project}/", follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise PageUnavailable(f"the upstream index is unreachable ({exc.__class__.__name__}) and {project} is not cached") from None
+        if probe.status_code >= 500:
+            raise PageUnavailable(f"the upstream index is failing (HTTP {probe.status_code}) and {project} is not cached")

@@ -8,12 +8,14 @@ parses to that project, and the policy allows its version — checked again on e
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
+from pathlib import Path
 from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, Request
 from starlette.background import BackgroundTask
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from mirror.children.devpi import INDEX
 from mirror.policy import Allowlist, Ecosystem, UnknownEnvironment
@@ -35,6 +37,10 @@ router = APIRouter(prefix="/pypi/{env}", tags=["pypi"])
 _PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _NORMALIZE = re.compile(r"[-_.]+")
 _PASSED_HEADERS = ("content-type", "content-length", "etag", "last-modified", "cache-control")
+_IMMUTABLE = "max-age=365000000, immutable, public"
+_METADATA_LIMIT = 1 << 20
+_SMALL_FILE = 1 << 20
+_METADATA_ENTRIES = 4096
 
 
 def current_allowlist(request: Request) -> Allowlist:
@@ -144,7 +150,31 @@ async def package_file(env: str, project: str, relpath: str, request: Request, a
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi-files", subject=filename)
     if cached.page is None or file_relpath not in cached.page.relpaths:
         return refusal(404, f"{filename} is not listed on {project}'s page upstream", route="pypi-files", subject=filename)
+    metadata_cache: OrderedDict[str, bytes] = request.app.state.pypi_metadata
+    if relpath in metadata_cache:
+        metadata_cache.move_to_end(relpath)
+        return Response(metadata_cache[relpath], media_type="application/octet-stream", headers={"Cache-Control": _IMMUTABLE})
+    stored = _stored_file(request, relpath)
+    if stored is not None:
+        headers = {"Cache-Control": _IMMUTABLE}
+        if stored.stat().st_size <= _SMALL_FILE:  # one read beats FileResponse's threaded chunks
+            return Response(stored.read_bytes(), media_type="application/octet-stream", headers=headers)
+        return FileResponse(stored, media_type="application/octet-stream", headers=headers)
     return await _stream_from_devpi(request, f"/{INDEX}/+f/{relpath}", filename)
+
+
+def _stored_file(request: Request, relpath: str) -> Path | None:
+    """The file in devpi's store, if devpi has already fetched and verified it.
+
+    devpi writes each file under a temporary name and renames it into place once complete, and
+    the path carries the file's hash, so a file that exists there is whole and immutable.
+    Serving it from disk skips a second HTTP hop; anything not yet stored goes through devpi.
+    """
+    root: Path | None = request.app.state.devpi_files
+    if root is None or relpath.endswith(".metadata"):
+        return None
+    path = root / relpath
+    return path if path.is_file() else None
 
 
 async def _stream_from_devpi(request: Request, path: str, filename: str) -> Response:
@@ -160,4 +190,13 @@ async def _stream_from_devpi(request: Request, path: str, filename: str) -> Resp
         return refusal(503, f"{filename}: the upstream index is unreachable and the file is not cached (devpi answered {upstream.status_code})",
                        route="pypi-files", subject=filename)
     headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
+    if path.endswith(".metadata") and int(upstream.headers.get("content-length", _METADATA_LIMIT + 1)) <= _METADATA_LIMIT:
+        # Metadata is small and immutable (its path carries the file's hash): keep it in memory.
+        body = await upstream.aread()
+        await upstream.aclose()
+        cache: OrderedDict[str, bytes] = request.app.state.pypi_metadata
+        cache[path.split("/+f/", 1)[1]] = body
+        while len(cache) > _METADATA_ENTRIES:
+            cache.popitem(last=False)
+        return Response(body, headers=headers)
     return StreamingResponse(upstream.aiter_raw(), headers=headers, background=BackgroundTask(upstream.aclose))
