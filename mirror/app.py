@@ -1,59 +1,107 @@
 """The FastAPI application: one router per area, shared state on `app.state`.
 
-`create_app` is given running parts (the allowlist watcher, the devpi child); it starts nothing
-itself, so tests and `airlock up` assemble it the same way.
+`create_app` is given running parts (the allowlist watcher, the devpi child, the database); it
+starts nothing itself, so tests and `airlock up` assemble it the same way.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.encoders import jsonable_encoder
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mirror.allowlist_files import AllowlistWatcher
+from mirror.api.exceptions import router as exceptions_router
+from mirror.api.governance import router as governance_router
+from mirror.exceptions.service import ApiError, ExceptionService
 from mirror.pypi.pages import DevpiPages
 from mirror.pypi.routes import router as pypi_router
 from mirror.refusals import refusal
 from mirror.settings import Settings
 
 
-def create_app(
-    settings: Settings,
-    policy: AllowlistWatcher,
-    devpi_url: str,
-    health: Callable[[], dict[str, Any]],
-    on_stop: Callable[[], None] = lambda: None,
-    devpi_files: Path | None = None,
-) -> FastAPI:
-    """`on_stop` runs at shutdown, inside uvicorn's lifespan: uvicorn re-raises the SIGTERM it
-    caught once it has shut down, so code after `server.run()` may never run."""
+@dataclass
+class Parts:
+    """What `airlock up` (or a test) hands the app."""
+
+    settings: Settings
+    policy: AllowlistWatcher
+    exceptions: ExceptionService
+    devpi_url: str
+    health: Callable[[], dict[str, Any]]
+    on_stop: Callable[[], None] = lambda: None
+    """Runs at shutdown inside uvicorn's lifespan: uvicorn re-raises the SIGTERM it caught once
+    it has shut down, so code after `server.run()` may never run."""
+    devpi_files: Path | None = None
+    extra_state: dict[str, Any] = field(default_factory=dict)
+
+
+class BodyLimit:
+    """Refuse API bodies over the limit (413) before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise ApiError(413, f"request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(parts: Parts) -> FastAPI:
+    settings = parts.settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         timeout = httpx.Timeout(settings.upstream_timeout, connect=5.0)
         try:
-            async with httpx.AsyncClient(base_url=devpi_url, limits=limits, timeout=timeout) as client:
+            async with httpx.AsyncClient(base_url=parts.devpi_url, limits=limits, timeout=timeout) as client:
                 app.state.devpi_client = client
                 app.state.pypi_pages = DevpiPages(client, settings.pypi_page_ttl, settings.pypi_upstream)
                 yield
         finally:
-            on_stop()
+            parts.on_stop()
 
     app = FastAPI(title="Airlock", version="0.1.0", lifespan=lifespan,
-                  description="Curated PyPI, conda and container mirror for ML workspaces.")
+                  description="Curated PyPI, conda and container mirror for ML workspaces, with exception requests and an audit log.")
     app.state.settings = settings
-    app.state.policy = policy
-    app.state.devpi_files = devpi_files
+    app.state.policy = parts.policy
+    app.state.exceptions = parts.exceptions
+    app.state.webhook_urls = settings.webhook_url_list
+    app.state.devpi_files = parts.devpi_files
     app.state.pypi_metadata = OrderedDict()
+    for key, value in parts.extra_state.items():
+        setattr(app.state, key, value)
     app.include_router(pypi_router)
+    app.include_router(exceptions_router)
+    app.include_router(governance_router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["health"], summary="liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -61,20 +109,27 @@ def create_app(
 
     @app.get("/readyz", tags=["health"], summary="readiness: every part is up and the allowlists are loaded")
     async def readyz() -> Response:
-        parts = health()
-        errors = [str(d) for d in policy.errors]
-        ready = all(part["healthy"] for part in parts.values())
-        body = {"ready": ready, "parts": parts, "allowlist": {"generation": policy.current().generation, "rejected_edit": errors}}
+        parts_health = parts.health()
+        errors = [str(d) for d in parts.policy.errors]
+        ready = all(part["healthy"] for part in parts_health.values())
+        body = {"ready": ready, "parts": parts_health,
+                "allowlist": {"generation": parts.policy.current().generation, "rejected_edit": errors}}
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404:
+        if exc.status_code == 404 and not request.url.path.startswith("/api/"):
             return refusal(404, f"no such route: {request.url.path} (pip/uv: /pypi/ENV/simple/)", route="unknown")
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        return JSONResponse({"detail": exc.errors()}, status_code=422)
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(problems)}, status_code=422)
 
     return app

@@ -16,11 +16,15 @@ from typing import Any
 import uvicorn
 
 from mirror.allowlist_files import AllowlistWatcher
-from mirror.app import create_app
+from mirror.app import Parts, create_app
 from mirror.children.devpi import DevpiServer
 from mirror.children.supervisor import ChildError
-from mirror.policy import Ecosystem, InvalidAllowlist
+from mirror.exceptions.prechecks import PrecheckContext
+from mirror.exceptions.service import ExceptionService
+from mirror.policy import Allowlist, Ecosystem, InvalidAllowlist
 from mirror.settings import Settings
+from mirror.store.db import Database
+from mirror.webhooks import WebhookSender
 
 log = logging.getLogger("airlock")
 _STANDARD_RECORD_KEYS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -63,23 +67,48 @@ def client_settings(settings: Settings, environments: list[str]) -> list[dict[st
     return rows
 
 
+def open_database(settings: Settings) -> Database:
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    return database
+
+
+def build_exception_service(settings: Settings, database: Database, devpi_url: str | None) -> tuple[ExceptionService, AllowlistWatcher]:
+    """The exception service and the allowlist watcher, each needing the other."""
+    holder: dict[str, AllowlistWatcher] = {}
+
+    def precheck_context(allowlist: Allowlist) -> PrecheckContext:
+        names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
+        return PrecheckContext(devpi_url, settings.advisories, names)
+
+    service = ExceptionService(
+        database, allowlist=lambda: holder["policy"].current(), changed=lambda: holder["policy"].invalidate(),
+        precheck_context=precheck_context, webhook_urls=settings.webhook_url_list,
+        self_service=settings.self_service, max_days=settings.max_exception_days)
+    holder["policy"] = AllowlistWatcher(settings.allowlists, grants=service.grants)
+    return service, holder["policy"]
+
+
 def run_service(settings: Settings) -> int:
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = open_database(settings)
+    devpi = DevpiServer(settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout)
     try:
-        policy = AllowlistWatcher(settings.allowlists)
+        service, policy = build_exception_service(settings, database, devpi.url)
     except InvalidAllowlist as exc:
         print(f"airlock: the allowlists in {settings.allowlists} are invalid; fix them (airlock allowlist check):\n{exc}", file=sys.stderr)
         return 1
-    devpi = DevpiServer(settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout)
     try:
         devpi.start()
     except ChildError as exc:
         print(f"airlock: cannot start the PyPI cache: {exc}", file=sys.stderr)
         devpi.stop()
         return 1
+    webhooks = WebhookSender(database, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
+    webhooks.start()
     stop_polling = threading.Event()
-    poller = threading.Thread(target=_poll_allowlists, args=(policy, stop_polling), name="allowlist-watch", daemon=True)
+    poller = threading.Thread(target=_poll_allowlists, args=(policy, service, stop_polling), name="allowlist-watch", daemon=True)
     poller.start()
 
     def health() -> dict[str, Any]:
@@ -89,10 +118,12 @@ def run_service(settings: Settings) -> int:
         if stop_polling.is_set():
             return
         stop_polling.set()
+        webhooks.stop()
         devpi.stop()
+        database.dispose()
         log.info("airlock stopped: devpi-server and every other child are down")
 
-    app = create_app(settings, policy, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files)
+    app = create_app(Parts(settings, policy, service, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files))
     _print_banner(settings, policy.current().environments(Ecosystem.PYPI))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=10))
@@ -103,11 +134,15 @@ def run_service(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-def _poll_allowlists(policy: AllowlistWatcher, stop: threading.Event) -> None:
-    """Re-read changed allowlist files off the request path; requests only read a reference."""
+def _poll_allowlists(policy: AllowlistWatcher, service: ExceptionService, stop: threading.Event) -> None:
+    """Re-read changed allowlist files off the request path (requests only read a reference),
+    and rebuild when exceptions changed through another replica sharing the database."""
+    seen = service.fingerprint()
     while not stop.wait(policy.interval):
         try:
-            policy.poll()
+            current = service.fingerprint()
+            policy.poll(force=current != seen)
+            seen = current
         except Exception:  # keep watching: the previous allowlist stays in force
             log.exception("allowlist reload failed")
 

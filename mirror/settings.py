@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     devpi_cache_expiry: int = Field(1800, ge=0, description="seconds devpi reuses upstream's project pages")
     upstream_timeout: float = Field(30.0, gt=0, description="seconds to wait for devpi or an upstream")
     require_token: bool = Field(False, description="package routes and /metrics need a token")
+    self_service_environments: str = Field("preprod", description="comma-separated environments whose requests are auto-approved when every pre-check passes")
+    max_exception_days: int = Field(180, ge=1, le=3650, description="longest duration an exception may ask for")
+    advisories: Path | None = Field(None, description="folder of OSV advisories for the vulnerability pre-check (the gate's source)")
+    max_body_bytes: int = Field(65536, ge=1024, description="largest API request body accepted")
     webhook_urls: str = Field("", description="comma-separated URLs notified of exception events")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for X-Airlock-Signature")
     public_url: str | None = Field(None, description="URL clients use to reach Airlock (default http://LISTEN)")
@@ -49,6 +53,14 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL of a simple index, e.g. https://pypi.org/simple/")
         return value.rstrip("/") + "/"
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
+
+    @property
+    def self_service(self) -> frozenset[str]:
+        return frozenset(env.strip() for env in self.self_service_environments.split(",") if env.strip())
 
     @property
     def host(self) -> str:

@@ -42,3 +42,13 @@ def pypi_world(tmp_path_factory):
     world = start_pypi_world(tmp_path_factory.mktemp("pypi-world"))
     yield world
     world.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def api_world(request, tmp_path_factory):
+    """Airlock with its exception API on each database backend (shared per backend)."""
+    from tests.worlds import start_api_world
+
+    world = start_api_world(tmp_path_factory.mktemp(f"api-{request.param}"), request.param)
+    yield world
+    world.stop()

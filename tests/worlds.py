@@ -37,6 +37,8 @@ def upstream_releases() -> list[Release]:
         Release("oldpy", "0.9"), Release("oldpy", "1.0", requires_python="<3"),
         Release("sdistonly", "1.0", kind="sdist"),
         Release("uncached", "1.0"),
+        # Not allowlisted anywhere: each exception test asks for its own, so tests stay independent.
+        *(Release(name, "1.0") for name in ("kappa", "mu", "nu", "xi", "omicron")),
     ]
 
 
@@ -102,6 +104,78 @@ def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> Pypi
            "AIRLOCK_ALLOWLISTS": str(allowlists), **(extra_env or {})}
     airlock = AirlockProcess(work, env).start()
     return PypiWorld(upstream, server, airlock, allowlists, tmp)
+
+
+ADVISORY = {
+    "id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2026-0001"], "summary": "alpha before 1.1 runs untrusted pickles",
+    "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
+                  "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1"}]}]}],
+    "database_specific": {"severity": "HIGH"},
+}
+
+
+@dataclass
+class ApiWorld:
+    """Airlock with a database (SQLite or PostgreSQL), webhooks, advisories, and tokens per role."""
+
+    pypi: PypiWorld
+    database_url: str
+    receiver: "WebhookReceiver"
+    secret: str
+    tokens: dict[str, str]
+    postgres: "PostgresServer | None" = None
+
+    @property
+    def url(self) -> str:
+        return self.pypi.url
+
+    def token(self, role: str, user: str | None = None, projects: tuple[str, ...] = ("churn-model",)) -> str:
+        key = f"{role}:{user}:{','.join(projects)}"
+        if key not in self.tokens:
+            from mirror.auth.tokens import create_token
+            from mirror.store.db import Database
+
+            database = Database(self.database_url)
+            with database.transaction() as session:
+                self.tokens[key] = create_token(session, user or f"{role}-user", role, list(projects), None, actor="test")[0]
+            database.dispose()
+        return self.tokens[key]
+
+    def call(self, method: str, path: str, token: str | None, body: dict | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        self.pypi.stop()
+        self.receiver.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def start_api_world(tmp: Path, backend: str) -> ApiWorld:
+    import json as _json
+    import tempfile
+
+    from tests.upstream.postgres import PostgresServer
+    from tests.upstream.receiver import WebhookReceiver
+
+    postgres = None
+    if backend == "postgresql":
+        folder = Path(tempfile.mkdtemp(prefix="airlock-pg-"))  # postgres must be able to reach it
+        folder.chmod(0o755)
+        postgres = PostgresServer(folder).start()
+        database_url = postgres.url
+    else:
+        database_url = f"sqlite:///{tmp / 'airlock.db'}"
+    advisories = tmp / "advisories"
+    advisories.mkdir()
+    (advisories / "GHSA-aaaa-bbbb-cccc.json").write_text(_json.dumps(ADVISORY))
+    receiver = WebhookReceiver().start()
+    secret = "test-webhook-secret"
+    pypi = start_pypi_world(tmp, {
+        "AIRLOCK_DATABASE_URL": database_url, "AIRLOCK_WEBHOOK_URLS": receiver.url, "AIRLOCK_WEBHOOK_SECRET": secret,
+        "AIRLOCK_ADVISORIES": str(advisories), "AIRLOCK_MAX_EXCEPTION_DAYS": "120"})
+    return ApiWorld(pypi, database_url, receiver, secret, {}, postgres)
 
 
 def client_env(tmp: Path) -> dict[str, str]:

@@ -84,8 +84,9 @@ class DevpiServer:
             self._secret_file.chmod(0o600)
         if not (self.server_dir / ".nodeinfo").exists():
             run_command(
+                # `=`: a generated password may start with "-", which argparse would take for an option
                 [_tool("devpi-init"), "--serverdir", str(self.server_dir), "--no-root-pypi",
-                 "--root-passwd", self._password_file.read_text().strip()],
+                 f"--root-passwd={self._password_file.read_text().strip()}"],
                 120, "devpi-init",
             )
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from mirror.cli import allowlist as allowlist_commands
+from mirror.cli import governance as governance_commands
 from mirror.cli import service as service_commands
 
 
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airlock", description="Airlock: the package firewall for ML workspaces.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     service_commands.register(commands)
+    governance_commands.register(commands)
     allowlist_commands.register(commands, default_folder=os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists"))
     return parser
 

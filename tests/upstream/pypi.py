@@ -37,6 +37,7 @@ class Release:
     """Extra bytes inside the package, to make files of a chosen size or content."""
     listed_under: str | None = None
     """Put the file on another project's page (to test mismatched names)."""
+    licence: str | None = "MIT"
 
     @property
     def filename(self) -> str:
@@ -56,6 +57,8 @@ def _metadata(release: Release) -> str:
         lines.append(f"Requires-Python: {release.requires_python}")
     lines += [f"Requires-Dist: {requirement}" for requirement in release.requires]
     lines.append(f"Summary: test package {release.project}")
+    if release.licence:
+        lines.append(f"License: {release.licence}")
     return "\n".join(lines) + "\n\n"
 
 

@@ -1,0 +1,55 @@
+"""`/api/v1/exceptions`: request, read, approve, reject, revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from mirror.auth.deps import PrincipalDep, ServiceDep
+from mirror.exceptions.models import Decision, ErrorOut, ExceptionCreate, ExceptionOut
+from mirror.exceptions.service import to_out
+
+router = APIRouter(prefix="/api/v1/exceptions", tags=["exceptions"])
+RequestId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+
+
+@router.post("", status_code=201, response_model=ExceptionOut, responses=ERRORS,
+             summary="Ask for a package that is not allowlisted (pre-checks run before this returns)")
+def create_exception(body: ExceptionCreate, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
+    return to_out(service.create(principal, body))
+
+
+@router.get("", response_model=list[ExceptionOut], responses=ERRORS, summary="Requests you may read, newest first")
+def list_exceptions(
+    principal: PrincipalDep, service: ServiceDep,
+    status: Literal["pending", "approved", "rejected", "revoked", "expired"] | None = None,
+    project: Annotated[str | None, Query(max_length=100)] = None,
+    ecosystem: Literal["pypi", "conda", "containers"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[ExceptionOut]:
+    return [to_out(row) for row in service.list(principal, status, project, ecosystem, limit, offset)]
+
+
+@router.get("/{request_id}", response_model=ExceptionOut, responses=ERRORS)
+def get_exception(request_id: RequestId, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
+    return to_out(service.get(principal, request_id))
+
+
+@router.post("/{request_id}/approve", response_model=ExceptionOut, responses=ERRORS,
+             summary="Approve (another person than the requester, with an approving role)")
+def approve(request_id: RequestId, body: Decision, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
+    return to_out(service.decide(principal, request_id, True, body.comment))
+
+
+@router.post("/{request_id}/reject", response_model=ExceptionOut, responses=ERRORS)
+def reject(request_id: RequestId, body: Decision, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
+    return to_out(service.decide(principal, request_id, False, body.comment))
+
+
+@router.post("/{request_id}/revoke", response_model=ExceptionOut, responses=ERRORS,
+             summary="Withdraw an approved exception at once")
+def revoke(request_id: RequestId, body: Decision, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
+    return to_out(service.revoke(principal, request_id, body.comment))

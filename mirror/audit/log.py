@@ -1,0 +1,97 @@
+"""The audit log: append-only records, each carrying the SHA-256 of the one before.
+
+`append` is the one place that writes audit records (the API, the gate and the CLI all call it,
+inside the transaction of the change they record). `verify` recomputes the chain and names the
+first record that does not fit: an edit, a deletion, an insertion or a reordering all break it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mirror.store.models import AuditHead, AuditRecord
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, subject: str,
+                project: str | None, details: dict[str, Any]) -> str:
+    body = canonical({"seq": seq, "at": at.astimezone(timezone.utc).isoformat(), "actor": actor, "action": action,
+                      "subject": subject, "project": project, "details": details})
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def append(session: Session, actor: str, action: str, subject: str, details: dict[str, Any] | None = None,
+           project: str | None = None, at: datetime | None = None) -> AuditRecord:
+    """Append one record in `session`'s transaction; appends are serialised by the head row."""
+    details = json.loads(canonical(details or {}))  # exactly what the database will give back
+    # Column limits (PostgreSQL enforces them): whatever a caller sent, the record is written.
+    actor, action, subject = actor[:200], action[:60], subject[:300]
+    project = project[:100] if project else project
+    at = at or datetime.now(timezone.utc)
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    seq = head.seq + 1
+    digest = record_hash(head.hash, seq, at, actor, action, subject, project, details)
+    record = AuditRecord(seq=seq, at=at, actor=actor, action=action, subject=subject, project=project,
+                         details=details, prev_hash=head.hash, hash=digest)
+    session.add(record)
+    session.execute(update(AuditHead).where(AuditHead.id == 1, AuditHead.seq == head.seq).values(seq=seq, hash=digest))
+    session.flush()
+    return record
+
+
+@dataclass(frozen=True)
+class Verification:
+    intact: bool
+    records: int
+    first_bad: int | None = None
+    """Sequence number of the first record that does not fit (or the position where one is missing)."""
+    problem: str = ""
+
+
+def verify(records: Iterable[AuditRecord], head_seq: int, head_hash: str) -> Verification:
+    expected_seq, prev, count = 1, GENESIS, 0
+    for record in records:
+        count += 1
+        if record.seq != expected_seq:
+            return Verification(False, count, expected_seq,
+                                f"record {expected_seq} is missing (found {record.seq} in its place): records were deleted or inserted")
+        if record.prev_hash != prev:
+            return Verification(False, count, record.seq, f"record {record.seq} does not link to record {record.seq - 1}: records were reordered, inserted or edited")
+        recomputed = record_hash(record.prev_hash, record.seq, record.at, record.actor, record.action, record.subject, record.project, record.details)
+        if recomputed != record.hash:
+            return Verification(False, count, record.seq, f"record {record.seq} was altered after it was written (its hash does not match its content)")
+        prev, expected_seq = record.hash, expected_seq + 1
+    if head_seq != expected_seq - 1 or (head_seq and head_hash != prev):
+        return Verification(False, count, expected_seq,
+                            f"the chain ends at record {expected_seq - 1} but {head_seq} were written: the newest records were deleted")
+    return Verification(True, count)
+
+
+def verify_session(session: Session) -> Verification:
+    head = session.get(AuditHead, 1)
+    records = session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)).scalars()
+    return verify(records, head.seq if head else 0, head.hash if head else GENESIS)
+
+
+def as_dict(record: AuditRecord) -> dict[str, Any]:
+    return {"seq": record.seq, "at": record.at.astimezone(timezone.utc).isoformat(), "actor": record.actor,
+            "action": record.action, "subject": record.subject, "project": record.project,
+            "details": record.details, "prev_hash": record.prev_hash, "hash": record.hash}
+
+
+def export_lines(session: Session) -> Iterator[str]:
+    for record in session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)).scalars():
+        # ASCII-escaped: a user's U+2028 or \x1c must not split a JSON Lines record in two.
+        yield json.dumps(as_dict(record), sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)

@@ -1,0 +1,33 @@
+"""FastAPI dependencies: the caller's principal from `Authorization: Bearer alk_…`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mirror.auth.roles import Principal
+from mirror.auth.tokens import authenticate
+from mirror.exceptions.service import ExceptionService
+
+
+def service(request: Request) -> ExceptionService:
+    return request.app.state.exceptions
+
+
+def current_principal(request: Request) -> Principal:
+    exceptions: ExceptionService = request.app.state.exceptions
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    attempt = f"{request.method} {request.url.path}"
+    if scheme.lower() != "bearer" or not token.strip():
+        raise exceptions.deny(None, attempt, request.url.path,
+                              "a bearer token is required: Authorization: Bearer alk_… (create one with `airlock token create`)", status=401)
+    with exceptions.db.reading() as session:
+        principal, why = authenticate(session, token)
+    if principal is None:
+        raise exceptions.deny(None, attempt, request.url.path, f"invalid token: {why}", status=401)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ServiceDep = Annotated[ExceptionService, Depends(service)]

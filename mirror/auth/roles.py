@@ -1,0 +1,80 @@
+"""The seed's role table (DESIGN.md "Roles"), as data. A token carries one role and its projects."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Permission(str, enum.Enum):
+    REQUEST = "request exceptions"
+    READ_REQUESTS = "read requests"
+    DECIDE = "approve or reject requests"
+    REVOKE = "revoke exceptions"
+    READ_ALLOWLISTS = "read allowlists"
+    READ_AUDIT = "read the audit log"
+    POST_GATE = "post gate decisions"
+    MANAGE_TOKENS = "manage tokens"
+    METRICS = "read metrics"
+    PACKAGES = "use package routes"
+
+
+class Scope(enum.Enum):
+    OWN = "own projects"
+    ALL = "all projects"
+
+
+P = Permission
+_REQUESTER = {P.REQUEST: Scope.OWN, P.READ_REQUESTS: Scope.OWN, P.READ_ALLOWLISTS: Scope.ALL}
+_LEAD = {**_REQUESTER, P.DECIDE: Scope.OWN, P.REVOKE: Scope.OWN, P.READ_AUDIT: Scope.OWN}
+
+ROLES: dict[str, dict[Permission, Scope]] = {
+    "data-scientist": _REQUESTER,
+    "ml-engineer": _REQUESTER,
+    "data-analyst": _REQUESTER,
+    "model-tester": _REQUESTER,
+    "project-lead": _LEAD,
+    "product-owner": _LEAD,
+    "data-governance": {P.READ_REQUESTS: Scope.ALL, P.DECIDE: Scope.ALL, P.REVOKE: Scope.ALL,
+                        P.READ_ALLOWLISTS: Scope.ALL, P.READ_AUDIT: Scope.ALL},
+    "platform-support": {P.READ_REQUESTS: Scope.ALL, P.REVOKE: Scope.ALL, P.READ_ALLOWLISTS: Scope.ALL,
+                         P.READ_AUDIT: Scope.ALL, P.MANAGE_TOKENS: Scope.ALL},
+    "business-stakeholder": {P.READ_REQUESTS: Scope.OWN, P.READ_ALLOWLISTS: Scope.ALL},
+    "end-user": {P.READ_REQUESTS: Scope.OWN, P.READ_ALLOWLISTS: Scope.ALL},
+    "cicd-process": {P.READ_ALLOWLISTS: Scope.ALL, P.POST_GATE: Scope.ALL},
+    "monitoring-process": {P.METRICS: Scope.ALL},
+    "workspace": {P.PACKAGES: Scope.ALL},
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: from a token."""
+
+    user: str
+    role: str
+    projects: frozenset[str]
+    token_id: str
+
+    def scope(self, permission: Permission) -> Scope | None:
+        return ROLES.get(self.role, {}).get(permission)
+
+    def may(self, permission: Permission, project: str | None = None) -> bool:
+        scope = self.scope(permission)
+        if scope is Scope.ALL:
+            return True
+        if scope is Scope.OWN:
+            return project is None or project in self.projects
+        return False
+
+
+MACHINE_ROLES = frozenset({"cicd-process", "monitoring-process", "workspace"})
+
+
+def may_use_open_route(principal: Principal, permission: Permission) -> bool:
+    """Package routes and /metrics when AIRLOCK_REQUIRE_TOKEN=true: `workspace` and every human
+    role may install (a data scientist's own token works for pip); /metrics is for
+    `monitoring-process` and `platform-support`."""
+    if permission is Permission.PACKAGES:
+        return principal.role == "workspace" or principal.role not in MACHINE_ROLES
+    return principal.role in ("monitoring-process", "platform-support")

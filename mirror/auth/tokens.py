@@ -1,0 +1,86 @@
+"""API tokens: `alk_{id}_{secret}`. Shown once; only the secret's SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mirror.audit.log import append
+from mirror.auth.roles import ROLES, Principal
+from mirror.store.models import Token
+
+_TOKEN = re.compile(r"^alk_([0-9a-f]{12})_([A-Za-z0-9_-]{32,64})$")
+_DURATION = re.compile(r"^(\d+)([dh])$")
+PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+class TokenError(ValueError):
+    """A token request that cannot be honoured, with what to do instead."""
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise TokenError(f"invalid duration {text!r}: write e.g. 90d or 12h")
+    amount = int(match.group(1))
+    return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(session: Session, user: str, role: str, projects: list[str], expires_in: timedelta | None,
+                 actor: str = "cli") -> tuple[str, Token]:
+    if role not in ROLES:
+        raise TokenError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    if not user.strip():
+        raise TokenError("--user must name a person or a process")
+    bad = [p for p in projects if not PROJECT_NAME.match(p)]
+    if bad:
+        raise TokenError(f"invalid project name {bad[0]!r}: lowercase letters, digits, '.', '_' and '-'")
+    now = datetime.now(timezone.utc)
+    token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    row = Token(id=token_id, secret_hash=_digest(secret), user=user.strip(), role=role, projects=sorted(set(projects)),
+                created_at=now, expires_at=now + expires_in if expires_in else None)
+    session.add(row)
+    append(session, actor, "token.created", f"token {token_id}",
+           {"user": row.user, "role": role, "projects": row.projects,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None})
+    return f"alk_{token_id}_{secret}", row
+
+
+def authenticate(session: Session, presented: str) -> tuple[Principal | None, str]:
+    """The principal of a valid token, or None and why not (never the secret)."""
+    match = _TOKEN.match(presented.strip())
+    if match is None:
+        return None, "malformed token (expected alk_…)"
+    row = session.get(Token, match.group(1))
+    if row is None or not hmac.compare_digest(row.secret_hash, _digest(match.group(2))):
+        return None, f"unknown token {match.group(1)}"
+    now = datetime.now(timezone.utc)
+    if row.revoked_at is not None:
+        return None, f"token {row.id} was revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return None, f"token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}"
+    return Principal(row.user, row.role, frozenset(row.projects), row.id), ""
+
+
+def list_tokens(session: Session) -> list[Token]:
+    return list(session.execute(select(Token).order_by(Token.created_at)).scalars())
+
+
+def revoke_token(session: Session, token_id: str, actor: str = "cli") -> Token | None:
+    row = session.get(Token, token_id)
+    if row is None:
+        return None
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(timezone.utc)
+        append(session, actor, "token.revoked", f"token {token_id}", {"user": row.user, "role": row.role})
+    return row

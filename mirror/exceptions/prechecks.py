@@ -1,0 +1,156 @@
+"""Pre-checks attached to every exception request and shown to the approver.
+
+Each check is a value with a status and a sentence; one that could not run says so
+(`skipped`, with why), so an approver never mistakes "not checked" for "clean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import email.parser
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from mirror.advisories import Advisory, load_advisories
+from mirror.children.devpi import INDEX
+from mirror.pypi.simple import JSON_V1, parse_devpi_page, parse_filename
+
+# Widely installed names typosquatters imitate; the allowlist's own names are added per request.
+POPULAR = ("numpy", "pandas", "requests", "scipy", "scikit-learn", "matplotlib", "torch", "tensorflow", "keras",
+           "transformers", "urllib3", "setuptools", "boto3", "botocore", "pyyaml", "pydantic", "fastapi", "flask",
+           "django", "jupyter", "jupyterlab", "xgboost", "lightgbm", "catboost", "mlflow", "azure-identity",
+           "azure-ai-ml", "azure-storage-blob", "openai", "langchain", "pillow", "opencv-python", "sqlalchemy",
+           "cryptography", "certifi", "idna", "six", "python-dateutil", "pytz", "protobuf", "grpcio", "psutil")
+
+
+@dataclass
+class PrecheckContext:
+    devpi_url: str | None
+    advisories_dir: Path | None
+    known_names: set[str]
+    timeout: float = 10.0
+
+
+def _check(name: str, status: str, detail: str) -> dict[str, str]:
+    return {"name": name, "status": status, "detail": detail}
+
+
+def run_prechecks(ecosystem: str, package: str, versions: str | None, context: PrecheckContext) -> list[dict[str, str]]:
+    name = canonicalize_name(package) if ecosystem == "pypi" else package.split()[0].lower()
+    checks = [_similar_names(name, context.known_names)]
+    if ecosystem != "pypi":
+        reason = f"not run for {ecosystem}: Airlock's {ecosystem} upstream is not configured for pre-checks yet"
+        return checks + [_check(n, "skipped", reason) for n in ("upstream", "vulnerabilities", "licence")]
+    matching, page_check, newest_wheel = _upstream_versions(name, versions, context)
+    checks.append(page_check)
+    checks.append(_vulnerabilities(name, matching, context))
+    checks.append(_licence(name, newest_wheel, context))
+    return checks
+
+
+def is_clean(checks: list[dict[str, Any]]) -> bool:
+    """Clean = every check ran and passed (a skipped check is not clean: fail closed)."""
+    return all(check["status"] == "pass" for check in checks)
+
+
+def transpositions_apart(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: typos, and swapped neighbours (`alpah`) count as one."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, char_b in enumerate(b, 1):
+            cost = char_a != char_b
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _similar_names(name: str, known: set[str]) -> dict[str, str]:
+    candidates = sorted((set(POPULAR) | known) - {name})
+    limit = 1 if len(name) <= 8 else 2
+    close = [c for c in candidates if abs(len(c) - len(name)) <= limit and transpositions_apart(name, c) <= limit]
+    close += [c for c in difflib.get_close_matches(name, candidates, n=3, cutoff=0.9) if c not in close]
+    close = close[:3]
+    if close:
+        return _check("typosquat", "warn", f"{name!r} is close to {', '.join(repr(c) for c in close)}: make sure it is not a typosquat")
+    return _check("typosquat", "pass", f"{name!r} is not close to an allowlisted or popular name")
+
+
+def _upstream_versions(name: str, versions: str | None, context: PrecheckContext) -> tuple[list[str], dict[str, str], Any]:
+    if context.devpi_url is None:
+        return [], _check("upstream", "skipped", "no PyPI cache running"), None
+    try:
+        response = httpx.get(f"{context.devpi_url}/{INDEX}/+simple/{name}/", headers={"Accept": JSON_V1}, timeout=context.timeout)
+    except httpx.HTTPError as exc:
+        return [], _check("upstream", "skipped", f"the PyPI cache did not answer ({exc.__class__.__name__})"), None
+    if response.status_code == 404:
+        return [], _check("upstream", "fail", f"{name} does not exist on the upstream index"), None
+    if response.status_code != 200:
+        return [], _check("upstream", "skipped", f"the upstream index is unreachable (HTTP {response.status_code})"), None
+    page = parse_devpi_page(response.content)
+    try:
+        specifier = SpecifierSet(versions or "")
+    except InvalidSpecifier:
+        specifier = SpecifierSet()
+    found: set[str] = set()
+    wheels: list[tuple[Version, Any]] = []
+    for link in page.files:
+        parsed = parse_filename(link.filename)
+        if parsed and parsed[0] == name and specifier.contains(parsed[1], prereleases=True):
+            found.add(parsed[1])
+            if link.filename.endswith(".whl"):
+                wheels.append((Version(parsed[1]), link))
+    matching = sorted(found, key=Version)
+    if not matching:
+        return [], _check("upstream", "fail", f"no release of {name} matches {versions!r} upstream"), None
+    newest_wheel = max(wheels, key=lambda item: item[0]) if wheels else None
+    return matching, _check("upstream", "pass", f"{len(matching)} release(s) upstream match (newest {matching[-1]})"), newest_wheel
+
+
+def _vulnerabilities(name: str, matching: list[str], context: PrecheckContext) -> dict[str, str]:
+    if context.advisories_dir is None or not context.advisories_dir.is_dir():
+        return _check("vulnerabilities", "skipped", "no advisory data configured (AIRLOCK_ADVISORIES)")
+    if not matching:
+        return _check("vulnerabilities", "skipped", "no matching release to check")
+    try:
+        advisories: list[Advisory] = load_advisories(context.advisories_dir).get(name, [])
+    except ValueError as exc:
+        return _check("vulnerabilities", "skipped", str(exc))
+    hits = []
+    for advisory in advisories:
+        affected = [v for v in matching if advisory.affects(v)]
+        if affected:
+            fixed = f", fixed in {', '.join(advisory.fixed_versions)}" if advisory.fixed_versions else ""
+            hits.append(f"{advisory.id} ({advisory.severity}) affects {', '.join(affected)}{fixed}")
+    if hits:
+        severe = any(("HIGH" in h or "CRITICAL" in h) for h in hits)
+        return _check("vulnerabilities", "fail" if severe else "warn", "; ".join(hits))
+    return _check("vulnerabilities", "pass", f"no known advisory affects {', '.join(matching[-3:])}{' …' if len(matching) > 3 else ''}")
+
+
+def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str]:
+    if newest_wheel is None or context.devpi_url is None:
+        return _check("licence", "skipped", "no wheel with metadata to read")
+    version, link = newest_wheel
+    try:
+        response = httpx.get(f"{context.devpi_url}/{INDEX}/+f/{link.relpath}.metadata", timeout=context.timeout)
+    except httpx.HTTPError as exc:
+        return _check("licence", "skipped", f"metadata unavailable ({exc.__class__.__name__})")
+    if response.status_code != 200:
+        return _check("licence", "skipped", f"metadata unavailable (HTTP {response.status_code})")
+    metadata = email.parser.Parser().parsestr(response.text)
+    licence = metadata.get("License-Expression") or metadata.get("License")
+    classifiers = [c.split("::")[-1].strip() for c in metadata.get_all("Classifier", []) if c.startswith("License ::")]
+    text = licence or ", ".join(classifiers)
+    if not text or text.strip().upper() in ("UNKNOWN", ""):
+        return _check("licence", "warn", f"{name} {version} declares no licence in its metadata")
+    return _check("licence", "pass", f"{name} {version}: {text.strip()[:200]}")

@@ -1,0 +1,108 @@
+"""Webhook notifications through an outbox.
+
+An event is written to `webhook_deliveries` in the same transaction as the change it reports,
+so a decision is never lost and never waits for a receiver. A background sender posts each
+delivery (body signed: `X-Airlock-Signature: sha256=HMAC(secret, body)`) and retries failures
+with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mirror.store.db import Database
+from mirror.store.models import WebhookDelivery
+
+log = logging.getLogger("airlock.webhooks")
+MAX_ATTEMPTS = 12
+SIGNATURE_HEADER = "X-Airlock-Signature"
+
+
+def enqueue(session: Session, urls: list[str], event: str, payload: dict[str, Any]) -> None:
+    if not urls:
+        return
+    now = datetime.now(timezone.utc)
+    body = json.dumps({"event": event, "at": now.isoformat(), "data": payload}, sort_keys=True, default=str)
+    for url in urls:
+        session.add(WebhookDelivery(url=url, event=event, body=body, attempts=0, next_attempt_at=now))
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(0.5 * 2 ** (attempts - 1), 300))
+
+
+class WebhookSender:
+    def __init__(self, db: Database, secret: str | None, interval: float = 0.25, timeout: float = 5.0) -> None:
+        self.db = db
+        self.secret = secret
+        self.interval = interval
+        self.timeout = timeout
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                try:
+                    self.deliver_due(client)
+                except Exception:  # keep the sender alive; the rows stay in the outbox
+                    log.exception("webhook delivery pass failed")
+                self._wake.wait(self.interval)
+                self._wake.clear()
+
+    def deliver_due(self, client: httpx.Client) -> int:
+        now = datetime.now(timezone.utc)
+        with self.db.reading() as session:
+            due = session.execute(select(WebhookDelivery).where(WebhookDelivery.delivered_at.is_(None),
+                                                                WebhookDelivery.attempts < MAX_ATTEMPTS,
+                                                                WebhookDelivery.next_attempt_at <= now)
+                                  .order_by(WebhookDelivery.id).limit(50)).scalars().all()
+        for delivery in due:
+            body = delivery.body.encode()
+            headers = {"Content-Type": "application/json", "X-Airlock-Event": delivery.event}
+            if self.secret:
+                headers[SIGNATURE_HEADER] = sign(self.secret, body)
+            error = None
+            try:
+                response = client.post(delivery.url, content=body, headers=headers)
+                if response.status_code >= 300:
+                    error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                error = exc.__class__.__name__
+            with self.db.transaction() as session:
+                row = session.get(WebhookDelivery, delivery.id)
+                row.attempts += 1
+                if error is None:
+                    row.delivered_at = datetime.now(timezone.utc)
+                else:
+                    row.last_error = error
+                    row.next_attempt_at = datetime.now(timezone.utc) + backoff(row.attempts)
+                    level = logging.ERROR if row.attempts >= MAX_ATTEMPTS else logging.WARNING
+                    log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", delivery.event, delivery.url, error, row.attempts, MAX_ATTEMPTS)
+        return len(due)

@@ -1,0 +1,126 @@
+"""The audit log is tamper-evident: any edit, deletion, insertion or reordering is named by
+`airlock audit verify`; a server killed with SIGKILL mid-decision loses no committed record."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from mirror.audit.log import append
+from mirror.store.db import Database
+from mirror.store.models import AuditRecord, ExceptionRequest
+
+
+def verify(url: str) -> tuple[int, str]:
+    result = subprocess.run([sys.executable, "-m", "mirror", "audit", "verify"], capture_output=True, text=True,
+                            env={"AIRLOCK_DATABASE_URL": url, "PATH": "/usr/bin:/bin"})
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+@pytest.fixture
+def chain(tmp_path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    database = Database(url)
+    database.migrate()
+    with database.transaction() as session:
+        for number in range(1, 6):
+            append(session, f"user{number}", "exception.requested", f"exception {number}", {"n": number}, project="churn-model")
+    yield url, database
+    database.dispose()
+
+
+def raw(database: Database, sql: str) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(text(sql))
+
+
+def test_an_untouched_chain_verifies(chain):
+    assert verify(chain[0]) == (0, "audit log intact: 5 records, hash chain verified")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        ("UPDATE audit_records SET actor = 'mallory' WHERE seq = 3",
+         "audit log TAMPERED at record 3: record 3 was altered after it was written (its hash does not match its content)"),
+        ("DELETE FROM audit_records WHERE seq = 2",
+         "audit log TAMPERED at record 2: record 2 is missing (found 3 in its place): records were deleted or inserted"),
+        ("DELETE FROM audit_records WHERE seq = 5",
+         "audit log TAMPERED at record 5: the chain ends at record 4 but 5 were written: the newest records were deleted"),
+        ("UPDATE audit_records SET seq = 100 WHERE seq = 2; UPDATE audit_records SET seq = 2 WHERE seq = 3; "
+         "UPDATE audit_records SET seq = 3 WHERE seq = 100",
+         "audit log TAMPERED at record 2: record 2 does not link to record 1: records were reordered, inserted or edited"),
+        ("UPDATE audit_records SET seq = seq + 100 WHERE seq >= 4; UPDATE audit_records SET seq = seq - 99 WHERE seq >= 100; "
+         "INSERT INTO audit_records (seq, at, actor, action, subject, project, details, prev_hash, hash) "
+         "SELECT 4, at, 'mallory', action, subject, project, details, hash, hash FROM audit_records WHERE seq = 3",
+         "audit log TAMPERED at record 4: record 4 was altered after it was written (its hash does not match its content)"),
+    ],
+    ids=["edit", "delete", "truncate", "reorder", "insert"],
+)
+def test_tampering_is_named(chain, tamper, message):
+    url, database = chain
+    for statement in tamper.split("; "):
+        raw(database, statement)
+    assert verify(url) == (1, message)
+
+
+def test_sigkill_during_decisions_loses_nothing_committed(tmp_path):
+    from tests.worlds import start_pypi_world
+
+    url = f"sqlite:///{tmp_path / 'airlock.db'}"
+    world = start_pypi_world(tmp_path / "world", {"AIRLOCK_DATABASE_URL": url})
+    database = Database(url)
+    try:
+        from mirror.auth.tokens import create_token
+
+        with database.transaction() as session:
+            alice = create_token(session, "alice", "data-scientist", ["churn-model"], None)[0]
+            gina = create_token(session, "gina", "data-governance", [], None)[0]
+        body = {"ecosystem": "pypi", "package": "kappa", "versions": ">=1.0", "environments": ["prod"],
+                "project": "churn-model", "justification": "load test of decisions under a crash"}
+        ids = [httpx.post(f"{world.url}/api/v1/exceptions", json=body, headers={"Authorization": f"Bearer {alice}"}).json()["id"]
+               for _ in range(40)]
+
+        def approve_all():
+            with httpx.Client(headers={"Authorization": f"Bearer {gina}"}, timeout=5) as client:
+                for request_id in ids:
+                    try:
+                        client.post(f"{world.url}/api/v1/exceptions/{request_id}/approve", json={"comment": "ok"})
+                    except httpx.HTTPError:
+                        return
+
+        worker = threading.Thread(target=approve_all)
+        worker.start()
+        time.sleep(0.4)
+        os.kill(world.airlock.process.pid, signal.SIGKILL)
+        worker.join()
+        world.airlock.process.wait(10)
+
+        with database.reading() as session:
+            statuses = dict(session.execute(select(ExceptionRequest.id, ExceptionRequest.status)).all())
+            approvals = {int(r.subject.split()[1]) for r in session.execute(
+                select(AuditRecord).where(AuditRecord.action == "exception.approved")).scalars()}
+        approved = {i for i, status in statuses.items() if status == "approved"}
+        assert set(statuses.values()) <= {"pending", "approved"}  # no half state
+        assert approved == approvals  # every committed decision has its record, and no record lacks one
+        code, message = verify(url)
+        assert code == 0 and message.startswith("audit log intact:"), message
+
+        world.airlock.start()  # the same data directory: it comes back and goes on
+        pending = [i for i, status in statuses.items() if status == "pending"]
+        if pending:
+            again = httpx.post(f"{world.url}/api/v1/exceptions/{pending[0]}/approve", json={"comment": "after restart"},
+                               headers={"Authorization": f"Bearer {gina}"})
+            assert again.status_code == 200
+        assert verify(url)[0] == 0
+    finally:
+        database.dispose()
+        world.stop()
