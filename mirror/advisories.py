@@ -91,10 +91,25 @@ def parse_osv(document: dict) -> list[Advisory]:
     return found
 
 
+_loaded: dict[Path, tuple[tuple, dict[str, list[Advisory]]]] = {}
+
+
 def load_advisories(folder: Path) -> dict[str, list[Advisory]]:
-    """Advisories by normalised package name; unreadable files raise ValueError naming the file."""
+    """Advisories by normalised package name, re-read only when a file changed; unreadable files
+    raise ValueError naming the file."""
+    files = sorted(folder.rglob("*.json"))
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    cached = _loaded.get(folder)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    by_package = _read_advisories(files)
+    _loaded[folder] = (stamp, by_package)
+    return by_package
+
+
+def _read_advisories(files: list[Path]) -> dict[str, list[Advisory]]:
     by_package: dict[str, list[Advisory]] = {}
-    for path in sorted(folder.rglob("*.json")):
+    for path in files:
         try:
             document = json.loads(path.read_text())
             advisories = parse_osv(document)

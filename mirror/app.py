@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mirror.allowlist_files import AllowlistWatcher
 from mirror.api.exceptions import router as exceptions_router
 from mirror.api.governance import router as governance_router
+from mirror.auth.tokens import TokenCache
 from mirror.exceptions.service import ApiError, ExceptionService
 from mirror.pypi.pages import DevpiPages
 from mirror.pypi.routes import router as pypi_router
@@ -94,6 +95,7 @@ def create_app(parts: Parts) -> FastAPI:
     app.state.policy = parts.policy
     app.state.exceptions = parts.exceptions
     app.state.webhook_urls = settings.webhook_url_list
+    app.state.token_cache = TokenCache()
     app.state.devpi_files = parts.devpi_files
     app.state.pypi_metadata = OrderedDict()
     for key, value in parts.extra_state.items():

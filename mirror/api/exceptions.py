@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
 
 from mirror.auth.deps import PrincipalDep, ServiceDep
 from mirror.exceptions.models import Decision, ErrorOut, ExceptionCreate, ExceptionOut
@@ -29,8 +30,8 @@ def list_exceptions(
     ecosystem: Literal["pypi", "conda", "containers"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> list[ExceptionOut]:
-    return [to_out(row) for row in service.list(principal, status, project, ecosystem, limit, offset)]
+) -> Response:
+    return Response(service.list(principal, status, project, ecosystem, limit, offset), media_type="application/json")
 
 
 @router.get("/{request_id}", response_model=ExceptionOut, responses=ERRORS)

@@ -5,25 +5,35 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from mirror.auth.roles import Principal
 from mirror.auth.tokens import authenticate
 from mirror.exceptions.service import ExceptionService
 
 
-def service(request: Request) -> ExceptionService:
+async def service(request: Request) -> ExceptionService:
     return request.app.state.exceptions
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:
+    """Async: a token seen in the last seconds is answered from memory without a thread hop."""
+    cache = request.app.state.token_cache
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    cached = cache.cached(token.strip()) if scheme.lower() == "bearer" else None
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(_authenticate, request)
+
+
+def _authenticate(request: Request) -> Principal:
     exceptions: ExceptionService = request.app.state.exceptions
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     attempt = f"{request.method} {request.url.path}"
     if scheme.lower() != "bearer" or not token.strip():
         raise exceptions.deny(None, attempt, request.url.path,
                               "a bearer token is required: Authorization: Bearer alk_… (create one with `airlock token create`)", status=401)
-    with exceptions.db.reading() as session:
-        principal, why = authenticate(session, token)
+    principal, why = request.app.state.token_cache.lookup(token, exceptions.db)
     if principal is None:
         raise exceptions.deny(None, attempt, request.url.path, f"invalid token: {why}", status=401)
     return principal

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -70,6 +71,37 @@ def authenticate(session: Session, presented: str) -> tuple[Principal | None, st
     if row.expires_at is not None and row.expires_at <= now:
         return None, f"token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}"
     return Principal(row.user, row.role, frozenset(row.projects), row.id), ""
+
+
+class TokenCache:
+    """Remembers valid tokens for `ttl` seconds (a revocation takes effect within that time), so
+    that reads do not cost a database round trip for authentication each."""
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal, datetime | None]] = {}
+
+    def cached(self, presented: str) -> Principal | None:
+        entry = self._entries.get(presented)
+        if entry is not None and time.monotonic() - entry[0] < self.ttl and (entry[2] is None or entry[2] > datetime.now(timezone.utc)):
+            return entry[1]
+        return None
+
+    def lookup(self, presented: str, database) -> tuple[Principal | None, str]:
+        principal = self.cached(presented)
+        if principal is not None:
+            return principal, ""
+        now = time.monotonic()
+        with database.reading() as session:
+            principal, why = authenticate(session, presented)
+            expires = session.get(Token, principal.token_id).expires_at if principal else None
+        if principal is None:
+            self._entries.pop(presented, None)
+        else:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[presented] = (now, principal, expires)
+        return principal, why
 
 
 def list_tokens(session: Session) -> list[Token]:

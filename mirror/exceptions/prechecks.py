@@ -29,6 +29,10 @@ POPULAR = ("numpy", "pandas", "requests", "scipy", "scikit-learn", "matplotlib",
            "cryptography", "certifi", "idna", "six", "python-dateutil", "pytz", "protobuf", "grpcio", "psutil")
 
 
+_CLIENT = httpx.Client(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=8))
+"""One pooled client for every pre-check (a fresh connection per call costs more than the call)."""
+
+
 @dataclass
 class PrecheckContext:
     devpi_url: str | None
@@ -89,7 +93,7 @@ def _upstream_versions(name: str, versions: str | None, context: PrecheckContext
     if context.devpi_url is None:
         return [], _check("upstream", "skipped", "no PyPI cache running"), None
     try:
-        response = httpx.get(f"{context.devpi_url}/{INDEX}/+simple/{name}/", headers={"Accept": JSON_V1}, timeout=context.timeout)
+        response = _CLIENT.get(f"{context.devpi_url}/{INDEX}/+simple/{name}/", headers={"Accept": JSON_V1}, timeout=context.timeout)
     except httpx.HTTPError as exc:
         return [], _check("upstream", "skipped", f"the PyPI cache did not answer ({exc.__class__.__name__})"), None
     if response.status_code == 404:
@@ -142,7 +146,7 @@ def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str
         return _check("licence", "skipped", "no wheel with metadata to read")
     version, link = newest_wheel
     try:
-        response = httpx.get(f"{context.devpi_url}/{INDEX}/+f/{link.relpath}.metadata", timeout=context.timeout)
+        response = _CLIENT.get(f"{context.devpi_url}/{INDEX}/+f/{link.relpath}.metadata", timeout=context.timeout)
     except httpx.HTTPError as exc:
         return _check("licence", "skipped", f"metadata unavailable ({exc.__class__.__name__})")
     if response.status_code != 200:

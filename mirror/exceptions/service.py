@@ -8,6 +8,7 @@ that may decide for the request's project. Two simultaneous decisions: the condi
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import datetime, timedelta, timezone
@@ -59,6 +60,7 @@ class ExceptionService:
         self._webhook_urls = webhook_urls
         self.self_service = self_service
         self.max_days = max_days
+        self._rendered: dict[int, tuple[tuple, str]] = {}
 
     # -- refusals --------------------------------------------------------------------------
     def deny(self, principal: Principal | None, action: str, subject: str, reason: str, project: str | None = None,
@@ -126,20 +128,34 @@ class ExceptionService:
 
     # -- read ------------------------------------------------------------------------------
     def list(self, principal: Principal, status: str | None, project: str | None, ecosystem: str | None,
-             limit: int, offset: int) -> list[ExceptionRequest]:
+             limit: int, offset: int) -> str:
+        """The requests as a JSON array (same fields as `ExceptionOut`), newest first.
+
+        The list is the API's hottest read and rows are mostly immutable: the query fetches only
+        ids and the columns a decision changes, and each row's JSON is rendered once and reused
+        while those columns stay the same (other replicas' changes included)."""
         scope = principal.scope(Permission.READ_REQUESTS)
         if scope is None:
             raise self.deny(principal, "exception.list", "exceptions", f"role {principal.role} may not read requests")
-        query = select(ExceptionRequest).order_by(ExceptionRequest.id.desc()).limit(limit).offset(offset)
+        table = ExceptionRequest.__table__
+        query = select(table.c.id, *[table.c[name] for name in _MUTABLE]).order_by(table.c.id.desc()).limit(limit).offset(offset)
         if scope.name == "OWN":
             if project is not None and project not in principal.projects:
                 raise self.deny(principal, "exception.list", f"project {project}", f"role {principal.role} may read requests of its own projects only", project)
-            query = query.where(ExceptionRequest.project.in_(sorted(principal.projects)))
-        for column, value in ((ExceptionRequest.status, status), (ExceptionRequest.project, project), (ExceptionRequest.ecosystem, ecosystem)):
+            query = query.where(table.c.project.in_(sorted(principal.projects)))
+        for column, value in ((table.c.status, status), (table.c.project, project), (table.c.ecosystem, ecosystem)):
             if value is not None:
                 query = query.where(column == value)
         with self.db.reading() as session:
-            return list(session.execute(query).scalars())
+            states = session.execute(query).all()
+            stale = [row[0] for row in states if self._rendered.get(row[0], (None,))[0] != tuple(row[1:])]
+            if stale:
+                for row in session.execute(select(table).where(table.c.id.in_(stale))).mappings():
+                    self._rendered[row["id"]] = (tuple(row[name] for name in _MUTABLE), _row_json(row))
+        if len(self._rendered) > 50_000:
+            keep = {row[0] for row in states}
+            self._rendered = {k: v for k, v in self._rendered.items() if k in keep}
+        return "[" + ",".join(self._rendered[row[0]][1] for row in states) + "]"
 
     def get(self, principal: Principal, request_id: int) -> ExceptionRequest:
         with self.db.reading() as session:
@@ -230,6 +246,19 @@ class ExceptionService:
             rows = session.execute(select(ExceptionRequest.id, ExceptionRequest.status, ExceptionRequest.expires_at)
                                    .where(ExceptionRequest.status.in_(("approved", "revoked", "expired")))).all()
         return tuple(sorted(rows))
+
+
+_MUTABLE = ("status", "decided_by", "decided_at", "decision_comment", "expires_at", "revoked_by", "revoked_at")
+
+
+def _row_json(row) -> str:
+    return json.dumps(dict(row), default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")  # as pydantic writes UTC in the other routes
+    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 _EXAMPLES = {

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_immediate_transactions(engine: Engine) -> None:
-    """SQLite: take the write lock at BEGIN, so that two writers queue instead of failing with
-    "database is locked" half-way through a transaction (the SQLAlchemy-documented recipe)."""
+def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
+    """SQLite in WAL mode (readers never wait for the writer). For the write engine, take the
+    write lock at BEGIN, so two writers queue instead of failing with "database is locked"
+    half-way through a transaction (the SQLAlchemy-documented recipe); reads stay deferred."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record) -> None:
@@ -30,7 +31,7 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -41,10 +42,14 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-            _sqlite_immediate_transactions(self.engine)
+            _sqlite_pragmas(self.engine, immediate=True)
+            self.read_engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            _sqlite_pragmas(self.read_engine, immediate=False)
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     def migrate(self) -> None:
         config = Config()
@@ -61,8 +66,10 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._sessions() as session:
+        """A read-only unit: never takes SQLite's write lock."""
+        with self._read_sessions() as session:
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
