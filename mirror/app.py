@@ -24,6 +24,7 @@ from mirror.allowlist_files import AllowlistWatcher
 from mirror.api.exceptions import router as exceptions_router
 from mirror.api.governance import router as governance_router
 from mirror.auth.tokens import TokenCache
+from mirror.conda.routes import router as conda_router
 from mirror.exceptions.service import ApiError, ExceptionService
 from mirror.pypi.pages import DevpiPages
 from mirror.pypi.routes import router as pypi_router
@@ -98,9 +99,11 @@ def create_app(parts: Parts) -> FastAPI:
     app.state.token_cache = TokenCache()
     app.state.devpi_files = parts.devpi_files
     app.state.pypi_metadata = OrderedDict()
+    app.state.conda_repodata = {}
     for key, value in parts.extra_state.items():
         setattr(app.state, key, value)
     app.include_router(pypi_router)
+    app.include_router(conda_router)
     app.include_router(exceptions_router)
     app.include_router(governance_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import uvicorn
 
@@ -73,16 +73,22 @@ def open_database(settings: Settings) -> Database:
     return database
 
 
-def build_exception_service(settings: Settings, database: Database, devpi_url: str | None) -> tuple[ExceptionService, AllowlistWatcher]:
+def build_exception_service(settings: Settings, database: Database, devpi_url: str | None,
+                            on_conda_change: Callable[[], None] = lambda: None) -> tuple[ExceptionService, AllowlistWatcher]:
     """The exception service and the allowlist watcher, each needing the other."""
     holder: dict[str, AllowlistWatcher] = {}
+
+    def changed(ecosystem: str) -> None:
+        holder["policy"].invalidate()
+        if ecosystem == "conda":
+            on_conda_change()  # a conda approval must reach the curated channel: sync it
 
     def precheck_context(allowlist: Allowlist) -> PrecheckContext:
         names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
         return PrecheckContext(devpi_url, settings.advisories, names)
 
     service = ExceptionService(
-        database, allowlist=lambda: holder["policy"].current(), changed=lambda: holder["policy"].invalidate(),
+        database, allowlist=lambda: holder["policy"].current(), changed=changed,
         precheck_context=precheck_context, webhook_urls=settings.webhook_url_list,
         self_service=settings.self_service, max_days=settings.max_exception_days)
     holder["policy"] = AllowlistWatcher(settings.allowlists, grants=service.grants)
@@ -94,8 +100,9 @@ def run_service(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = open_database(settings)
     devpi = DevpiServer(settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout)
+    conda_sync = BackgroundCondaSync(settings)
     try:
-        service, policy = build_exception_service(settings, database, devpi.url)
+        service, policy = build_exception_service(settings, database, devpi.url, on_conda_change=lambda: conda_sync.request(policy))
     except InvalidAllowlist as exc:
         print(f"airlock: the allowlists in {settings.allowlists} are invalid; fix them (airlock allowlist check):\n{exc}", file=sys.stderr)
         return 1
@@ -118,6 +125,7 @@ def run_service(settings: Settings) -> int:
         if stop_polling.is_set():
             return
         stop_polling.set()
+        conda_sync.stop()
         webhooks.stop()
         devpi.stop()
         database.dispose()
@@ -132,6 +140,46 @@ def run_service(settings: Settings) -> int:
     finally:
         stop_children()  # also when startup failed (port taken) and the lifespan never ran
     return 0 if server.started else 1
+
+
+class BackgroundCondaSync:
+    """Runs `airlock sync conda` work in a thread when a conda exception changes; requests made
+    while one runs are merged into one more run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._policy: AllowlistWatcher | None = None
+        self._thread = threading.Thread(target=self._run, name="conda-sync", daemon=True)
+        self._thread.start()
+
+    def request(self, policy: AllowlistWatcher) -> None:
+        self._policy = policy
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        import httpx
+
+        from mirror.conda.channel import CondaSync
+
+        while not self._stop.is_set():
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stop.is_set() or self._policy is None:
+                return
+            try:
+                with httpx.Client(timeout=self.settings.upstream_timeout) as client:
+                    report = CondaSync(self.settings.data_dir, client).run(self._policy.current())
+                for problem in report.problems:
+                    log.error("conda sync after an exception change: %s", problem)
+                log.info("conda sync after an exception change: published %s", ", ".join(report.published) or "nothing new")
+            except Exception:
+                log.exception("conda sync after an exception change failed; the previous channels stay served")
 
 
 def _poll_allowlists(policy: AllowlistWatcher, service: ExceptionService, stop: threading.Event) -> None:

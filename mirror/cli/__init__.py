@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airlock", description="Airlock: the package firewall for ML workspaces.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     service_commands.register(commands)
+    service_commands.register_sync(commands)
     governance_commands.register(commands)
     allowlist_commands.register(commands, default_folder=os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists"))
     return parser

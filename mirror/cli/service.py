@@ -71,3 +71,44 @@ def run_status(args: argparse.Namespace) -> int:
     for row in clients:
         print(f"\n[{row['environment']}]\n  pip: {row['pip']}\n  uv:  {row['uv']}")
     return 0 if readiness.get("ready") else 1
+
+
+def register_sync(commands: argparse._SubParsersAction) -> None:
+    sync = commands.add_parser("sync", help="pull allowlisted conda packages from upstream, verify, index, publish")
+    sync.add_argument("what", choices=["conda"], help="what to sync (containers arrive with the registry proxy)")
+    sync.add_argument("--env", action="append", dest="envs", metavar="ENV", help="only this environment (repeatable)")
+    sync.add_argument("--config", metavar="FILE")
+    sync.add_argument("--json", action="store_true")
+    sync.set_defaults(handler=run_sync)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from mirror.conda.channel import CondaSync
+    from mirror.service import build_exception_service, open_database
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    database = open_database(settings)
+    try:
+        _, policy = build_exception_service(settings, database, None)
+    except InvalidAllowlist as exc:
+        print(f"airlock: the allowlists are invalid (airlock allowlist check):\n{exc}", file=sys.stderr)
+        return 1
+    with httpx.Client(timeout=settings.upstream_timeout) as client:
+        report = CondaSync(settings.data_dir, client).run(policy.current(), args.envs)
+    database.dispose()
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+    else:
+        for line in report.published:
+            print(f"published {line}")
+        for line in report.unchanged:
+            print(f"unchanged {line}")
+        for line in report.warnings:
+            print(f"warning: {line}")
+        for line in report.problems:
+            print(f"error: {line}", file=sys.stderr)
+        if report.problems:
+            print("nothing new was published; the previous channels are still served", file=sys.stderr)
+    return 1 if report.problems else 0

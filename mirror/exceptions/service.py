@@ -50,7 +50,7 @@ def to_out(row: ExceptionRequest) -> ExceptionOut:
 
 
 class ExceptionService:
-    def __init__(self, db: Database, allowlist: Callable[[], Allowlist], changed: Callable[[], None],
+    def __init__(self, db: Database, allowlist: Callable[[], Allowlist], changed: Callable[[str], None],
                  precheck_context: Callable[[Allowlist], PrecheckContext], webhook_urls: list[str],
                  self_service: frozenset[str], max_days: int) -> None:
         self.db = db
@@ -100,7 +100,7 @@ class ExceptionService:
                 self._mark_decided(session, row, SELF_SERVICE_ACTOR, True,
                                    "self-service: every pre-check passed for a self-service environment", now, self_service=True)
         if auto:
-            self._changed()
+            self._changed(row.ecosystem)
         return row
 
     def _validate(self, body: ExceptionCreate, allowlist: Allowlist) -> None:
@@ -184,7 +184,7 @@ class ExceptionService:
             session.refresh(row)
             self._mark_decided(session, row, principal.user, approve, comment, now, role=principal.role)
         if approve:
-            self._changed()
+            self._changed(row.ecosystem)
         return row
 
     def revoke(self, principal: Principal, request_id: int, comment: str) -> ExceptionRequest:
@@ -202,7 +202,7 @@ class ExceptionService:
             append(session, principal.user, "exception.revoked", f"exception {request_id}",
                    {"comment": comment, "role": principal.role}, project=row.project)
             enqueue(session, self._webhook_urls, "exception.revoked", to_out(row).model_dump(mode="json"))
-        self._changed()
+        self._changed(row.ecosystem)
         return row
 
     def _load(self, request_id: int) -> ExceptionRequest:

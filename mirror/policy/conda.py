@@ -43,7 +43,7 @@ class CondaSpec(VersionMatcher):
         self._text = rest[1] if len(rest) == 2 else "any version"
 
     def matches(self, version: str, build: str | None) -> bool:
-        record = _record(str(self.spec.name.normalized), version, build)
+        record = package_record(str(self.spec.name.normalized), version, build)
         return record is not None and self.spec.matches(record)
 
     @property
@@ -56,12 +56,12 @@ class CondaSpec(VersionMatcher):
 
     def why_not(self, version: str, build: str | None) -> str:
         shown = f"{version}={build}" if build else version
-        if _record("x", version, build) is None:
+        if package_record("x", version, build) is None:
             return f"{shown!r} is not a valid conda version"
         return f"{shown} does not match the spec {self._text!r}"
 
 
-def _record(name: str, version: str, build: str | None) -> PackageRecord | None:
+def package_record(name: str, version: str, build: str | None) -> PackageRecord | None:
     try:
         Version(version)
     except Exception:  # rattler raises its own exception types for malformed versions

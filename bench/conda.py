@@ -1,0 +1,97 @@
+"""Benchmark: curated conda channel sync + index vs conda-index alone, all in one run.
+
+2,000 generated packages (500 names x 4 versions, linux-64) in an upstream channel on a static
+server. Airlock: cold `sync` (fetch repodata, download + verify every file, stage, conda-index,
+check, publish), then the update after one more package is approved. Baseline on the same files:
+`python -m conda_index` alone, cold and after adding one file; rattler's indexer as a reference.
+Goals (issue 4): Airlock <= 1.2x conda-index; one-package update live in <= 2 s.
+
+    .venv/bin/python bench/conda.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import rattler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mirror.conda.channel import CondaSync, index_subdirs  # noqa: E402
+from mirror.policy import build_allowlist, load_policy_files  # noqa: E402
+from tests.upstream.conda import CondaChannelDir, CondaPackage  # noqa: E402
+from tests.upstream.servers import StaticServer  # noqa: E402
+
+NAMES, VERSIONS = 500, 4
+
+
+def allowlist_for(url: str, names: list[str]):
+    entries = "".join(f'  - {{spec: "{n}", environments: [prod], reason: bench, owner: bench}}\n' for n in names)
+    text = (f"ecosystem: conda\nenvironments: {{prod: {{}}}}\nchannels:\n  conda-forge: {{url: {url}, subdirs: [noarch, linux-64]}}\n"
+            f"packages:\n{entries}")
+    now = datetime.now(timezone.utc)
+    return build_allowlist(load_policy_files([("allowlists/conda.yaml", text)], now), (), now)
+
+
+def timed(function) -> float:
+    began = time.perf_counter()
+    function()
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        upstream = CondaChannelDir(tmp / "upstream")
+        names = [f"pkg{i:03d}" for i in range(NAMES)]
+        upstream.add(*(CondaPackage(n, f"1.{v}", "h_0") for n in names for v in range(VERSIONS)))
+        upstream.publish()
+        server = StaticServer(upstream.root).start()
+        try:
+            allowlist = allowlist_for(server.url, names)
+            data = tmp / "airlock"
+            with httpx.Client(timeout=60) as client:
+                sync = CondaSync(data, client)
+                cold = timed(lambda: sync.run(allowlist))
+                # The same, with every file already downloaded and verified: stage, index, check, publish.
+                warm_data = tmp / "airlock-cached"
+                shutil.copytree(data / "conda" / "cache", warm_data / "conda" / "cache")
+                cached = timed(lambda: CondaSync(warm_data, client).run(allowlist))
+                # Baseline: conda-index alone over the very same files, cold.
+                plain = tmp / "plain"
+                shutil.copytree(upstream.root / "linux-64", plain / "linux-64", ignore=shutil.ignore_patterns("repodata.json"))
+                (plain / "noarch").mkdir()
+                index_cold = timed(lambda: index_subdirs(plain, ["linux-64", "noarch"], tmp / "plain-out"))
+                rattler_copy = tmp / "rattler"
+                shutil.copytree(plain, rattler_copy, ignore=shutil.ignore_patterns(".cache"))
+                rattler_cold = timed(lambda: asyncio.run(rattler.index.index_fs(rattler_copy)))
+
+                # One more package is approved: it appears upstream and in the allowlist.
+                upstream.add(CondaPackage("approved", "1.0", "h_0"))
+                upstream.publish()
+                allowlist = allowlist_for(server.url, names + ["approved"])
+                update = timed(lambda: sync.run(allowlist))
+                shutil.copy(upstream.root / "linux-64" / "approved-1.0-h_0.tar.bz2", plain / "linux-64")
+                index_update = timed(lambda: index_subdirs(plain, ["linux-64"], tmp / "plain-out"))
+            served = (data / "conda" / "prod" / "conda-forge" / "linux-64" / "repodata.json").read_text()
+            assert "approved-1.0-h_0.tar.bz2" in served
+        finally:
+            server.stop()
+    total = NAMES * VERSIONS
+    print(f"{total:,} packages (linux-64), {NAMES} allowlist entries")
+    print(f"cold:   airlock sync (download+verify+index+publish) {cold:6.2f} s   conda-index alone {index_cold:6.2f} s"
+          f"   = {cold / index_cold:.2f}x  (goal <= 1.2x)   rattler index {rattler_cold:.2f} s")
+    print(f"cold, files already cached (stage+index+check+publish) {cached:6.2f} s   = {cached / index_cold:.2f}x conda-index alone")
+    print(f"update: airlock sync after one approval          {update:6.2f} s   conda-index alone {index_update:6.2f} s"
+          f"   = {update / index_update:.2f}x  (goal: live in <= 2 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Curated conda channels: select what the allowlist admits, index it with conda-index, check the
+result, and publish it with one symlink switch.
+
+Layout under `{data}/conda/`:
+  cache/{channel}/{subdir}/{file}        verified package files, shared by every environment
+  staging/{env}/{channel}/{subdir}/      hard links to the selected files + conda-index's cache
+  builds/{env}-{channel}-{stamp}/{subdir}/repodata.json   one published generation
+  {env}/{channel} -> builds/…            the live channel (a symlink, swapped atomically)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rattler import MatchSpec
+
+from mirror.conda.download import FetchError, VerifiedCache, Wanted, fetch_repodata
+from mirror.policy import Allowlist, Ecosystem
+from mirror.policy.conda import CondaChannel, package_record
+
+SHIM = Path(__file__).resolve().parent / "shim"
+PACKAGE_KEYS = ("packages", "packages.conda")
+
+
+@dataclass
+class SyncReport:
+    published: list[str] = field(default_factory=list)
+    """`env/channel` published with a new generation."""
+    unchanged: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Failures: nothing new was published."""
+    warnings: list[str] = field(default_factory=list)
+    """Closure gaps and the like: published, but someone should act."""
+    files: int = 0
+
+
+def live_channel(data_dir: Path, env: str, channel: str) -> Path:
+    return data_dir / "conda" / env / channel
+
+
+def index_subdirs(channel_dir: Path, subdirs: list[str], output: Path) -> None:
+    """conda-index as a subprocess, with the `conda` shim on its PYTHONPATH only."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-m", "conda_index", str(channel_dir), "--output", str(output), "--no-current-repodata",
+            "--no-rss", "--no-channeldata", "--no-bz2", "--no-zst", "--threads", "2"]
+    for subdir in subdirs:
+        argv += ["--subdir", subdir]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+        raise FetchError(f"conda-index failed on {channel_dir} (exit {result.returncode}): {tail}")
+
+
+def indexed_files(repodata_path: Path) -> set[str]:
+    data = json.loads(repodata_path.read_text())
+    return {name for key in PACKAGE_KEYS for name in data.get(key, {})}
+
+
+class CondaSync:
+    def __init__(self, data_dir: Path, client: httpx.Client) -> None:
+        self.root = data_dir / "conda"
+        self.data_dir = data_dir
+        self.client = client
+        self.cache = VerifiedCache(self.root / "cache")
+
+    def run(self, allowlist: Allowlist, environments: list[str] | None = None) -> SyncReport:
+        report = SyncReport()
+        policy_file = allowlist.policy.files.get(Ecosystem.CONDA)
+        if policy_file is None:
+            report.problems.append("no conda allowlist (allowlists/conda.yaml): nothing to sync")
+            return report
+        envs = environments or list(policy_file.environments)
+        unknown = [env for env in envs if env not in policy_file.environments]
+        if unknown:
+            report.problems.append(f"unknown environment {unknown[0]!r} for conda (known: {', '.join(policy_file.environments)})")
+            return report
+        channels: dict[str, CondaChannel] = policy_file.context or {}
+        upstream: dict[tuple[str, str], dict] = {}
+        for channel in channels.values():
+            for subdir in channel.subdirs:
+                try:
+                    upstream[(channel.name, subdir)] = fetch_repodata(self.client, f"{channel.url}/{subdir}/repodata.json")
+                except FetchError as exc:
+                    report.problems.append(str(exc))
+        if report.problems:
+            return report
+        selection = {env: self._select(allowlist, env, channels, upstream) for env in envs}
+        wanted = {w.path(self.cache.root): w for chosen in selection.values() for w in chosen.values()}
+        report.files = len(wanted)
+        report.problems += self.cache.ensure(self.client, list(wanted.values()))
+        if report.problems:
+            return report  # publish nothing new: the previous channels stay served
+        for env in envs:
+            for channel in channels.values():
+                chosen = {key: w for key, w in selection[env].items() if w.channel == channel.name}
+                self._publish(env, channel, chosen, upstream, report)
+        if not report.problems:
+            report.warnings += closure_gaps(allowlist, envs, channels, selection, upstream)
+        return report
+
+    def _select(self, allowlist: Allowlist, env: str, channels: dict[str, CondaChannel],
+                upstream: dict[tuple[str, str], dict]) -> dict[tuple[str, str, str], Wanted]:
+        chosen: dict[tuple[str, str, str], Wanted] = {}
+        for (channel, subdir), repodata in upstream.items():
+            base = channels[channel].url
+            for key in PACKAGE_KEYS:
+                for filename, record in repodata.get(key, {}).items():
+                    if not isinstance(record, dict) or not all(k in record for k in ("name", "version", "build", "sha256", "size")):
+                        continue
+                    if "/" in filename or filename.startswith("."):
+                        continue
+                    decision = allowlist.decide(Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel)
+                    if decision.allowed:
+                        chosen[(channel, subdir, filename)] = Wanted(channel, subdir, filename, f"{base}/{subdir}/{filename}",
+                                                                     record["sha256"], int(record["size"]))
+        return chosen
+
+    def _publish(self, env: str, channel: CondaChannel, chosen: dict, upstream: dict, report: SyncReport) -> None:
+        label = f"{env}/{channel.name}"
+        staging = self.root / "staging" / env / channel.name
+        live = live_channel(self.data_dir, env, channel.name)
+        previous = live.resolve() if live.is_symlink() else None
+        changed: list[str] = []
+        for subdir in channel.subdirs:
+            folder = staging / subdir
+            folder.mkdir(parents=True, exist_ok=True)
+            want = {filename for (ch, sd, filename) in chosen if sd == subdir}
+            have = {p.name for p in folder.iterdir() if p.is_file() and p.name.endswith((".conda", ".tar.bz2"))}
+            for name in have - want:
+                (folder / name).unlink()
+            for name in want - have:
+                os.link(self.cache.root / channel.name / subdir / name, folder / name)
+            if want != have or previous is None or not (previous / subdir / "repodata.json").exists():
+                changed.append(subdir)
+        if not changed:
+            report.unchanged.append(label)
+            return
+        build = self.root / "builds" / f"{env}-{channel.name}-{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**9}"
+        build.mkdir(parents=True)
+        try:
+            index_subdirs(staging, changed, build)
+            for subdir in channel.subdirs:
+                if subdir not in changed:  # unchanged since the live generation: carry it over
+                    shutil.copytree(previous / subdir, build / subdir)
+                want = {filename for (ch, sd, filename) in chosen if sd == subdir}
+                got = indexed_files(build / subdir / "repodata.json")
+                if got != want:
+                    missing, extra = sorted(want - got), sorted(got - want)
+                    raise FetchError(f"{label}/{subdir}: conda-index output differs from the verified files"
+                                     f" (skipped: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})")
+        except FetchError as exc:
+            shutil.rmtree(build, ignore_errors=True)
+            report.problems.append(str(exc))
+            return
+        swap_symlink(live, build)
+        report.published.append(label)
+        if previous is not None and previous.parent == build.parent:
+            shutil.rmtree(previous, ignore_errors=True)
+
+
+def swap_symlink(link: Path, target: Path) -> None:
+    """Point `link` at `target` in one rename: readers see the old or the new, never neither."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.new")
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
+
+
+def closure_gaps(allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel],
+                 selection: dict[str, dict], upstream: dict) -> list[str]:
+    """Dependencies of selected packages that nothing selected satisfies, named with the fix."""
+    warnings: list[str] = []
+    for env in envs:
+        records = []
+        for (channel, subdir, filename) in selection[env]:
+            repodata = upstream[(channel, subdir)]
+            record = repodata.get("packages.conda" if filename.endswith(".conda") else "packages", {}).get(filename)
+            if record:
+                records.append(record)
+        by_name: dict[str, list[dict]] = {}
+        for record in records:
+            by_name.setdefault(record["name"], []).append(record)
+        seen: set[tuple[str, str, str]] = set()
+        for record in records:
+            for dependency in record.get("depends", []):
+                try:
+                    spec = MatchSpec(dependency)
+                except Exception:
+                    continue
+                name = spec.name.normalized
+                if name.startswith("__"):
+                    continue  # virtual packages (__glibc, __cuda) come from the machine
+                if any(_satisfies(spec, candidate) for candidate in by_name.get(name, [])):
+                    continue
+                key = (record["name"], str(record["version"]), dependency)
+                if key not in seen:
+                    seen.add(key)
+                    warnings.append(f"{record['name']} {record['version']} needs {dependency} which is not allowlisted for {env}:"
+                                    f" add a matching entry to allowlists/conda.yaml or request an exception")
+    return warnings
+
+
+def _satisfies(spec: MatchSpec, record: dict) -> bool:
+    candidate = package_record(record["name"], str(record["version"]), record.get("build"))
+    return candidate is not None and spec.matches(candidate)

@@ -1,0 +1,165 @@
+"""Fetching upstream repodata and package files: parallel, resumable, verified, reused.
+
+A file enters the cache only after its size and SHA-256 match the upstream record; a partial
+download is kept as `FILE.part` and resumed with an HTTP Range request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+CHUNK = 1 << 16
+
+
+class FetchError(Exception):
+    """An upstream answer Airlock cannot use; the message names the URL or file."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One package file to have in the cache."""
+
+    channel: str
+    subdir: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+    def path(self, cache: Path) -> Path:
+        return cache / self.channel / self.subdir / self.filename
+
+
+def fetch_repodata(client: httpx.Client, url: str) -> dict:
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{url}: upstream unreachable ({exc.__class__.__name__})") from None
+    if response.status_code != 200:
+        raise FetchError(f"{url}: upstream answered HTTP {response.status_code}")
+    try:
+        data = response.json()
+    except ValueError:
+        raise FetchError(f"{url}: not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("packages", {}), dict):
+        raise FetchError(f"{url}: not a conda repodata.json")
+    return data
+
+
+class Progress:
+    """One line on a terminal (rewritten in place); a line every few seconds otherwise."""
+
+    def __init__(self, total_files: int, total_bytes: int, label: str) -> None:
+        self.total_files, self.total_bytes, self.label = total_files, total_bytes, label
+        self.files = self.bytes = 0
+        self._lock = threading.Lock()
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def advance(self, files: int = 0, size: int = 0) -> None:
+        with self._lock:
+            self.files += files
+            self.bytes += size
+            now = time.monotonic()
+            if now - self._last < (0.1 if self._tty else 5.0) and self.files < self.total_files:
+                return
+            self._last = now
+            done = self.bytes / self.total_bytes if self.total_bytes else 1.0
+            bar = "#" * int(done * 30)
+            text = f"{self.label} [{bar:<30}] {self.files}/{self.total_files} files, {self.bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB"
+            print(("\r" + text) if self._tty else text, end="" if self._tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._tty and self.total_files:
+            print(file=sys.stderr)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK * 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class VerifiedCache:
+    """`{cache}/{channel}/{subdir}/{file}` plus a manifest of the hashes already verified."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._manifest_path = root / "verified.json"
+        self._lock = threading.Lock()
+        try:
+            self._verified: dict[str, str] = json.loads(self._manifest_path.read_text())
+        except (OSError, ValueError):
+            self._verified = {}
+
+    def has(self, wanted: Wanted) -> bool:
+        path = wanted.path(self.root)
+        key = str(path.relative_to(self.root))
+        return self._verified.get(key) == wanted.sha256 and path.is_file() and path.stat().st_size == wanted.size
+
+    def ensure(self, client: httpx.Client, wanted: list[Wanted], workers: int = 8) -> list[str]:
+        """Download what is missing; returns one problem per file that failed (none: all good)."""
+        missing = [w for w in wanted if not self.has(w)]
+        progress = Progress(len(missing), sum(w.size for w in missing), "conda sync")
+        problems: list[str] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for problem in pool.map(lambda w: self._download(client, w, progress), missing):
+                if problem:
+                    problems.append(problem)
+        progress.close()
+        self._save()
+        return sorted(problems)
+
+    def _download(self, client: httpx.Client, wanted: Wanted, progress: Progress) -> str | None:
+        target = wanted.path(self.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        offset = part.stat().st_size if part.exists() else 0
+        if offset > wanted.size:
+            part.unlink()
+            offset = 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            with client.stream("GET", wanted.url, headers=headers) as response:
+                if response.status_code == 200:
+                    offset, mode = 0, "wb"  # the server ignored Range: start over
+                elif response.status_code == 206 and offset:
+                    mode = "ab"
+                else:
+                    return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: upstream answered HTTP {response.status_code}"
+                with open(part, mode) as handle:
+                    for chunk in response.iter_bytes(CHUNK):
+                        handle.write(chunk)
+                        progress.advance(size=len(chunk))
+        except httpx.HTTPError as exc:
+            return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: download failed ({exc.__class__.__name__}); run the sync again to resume"
+        size = part.stat().st_size
+        if size != wanted.size:
+            part.unlink()
+            return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: size {size} != {wanted.size} in upstream repodata (truncated or tampered)"
+        digest = _sha256(part)
+        if digest != wanted.sha256:
+            part.unlink()
+            return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: sha256 {digest} != {wanted.sha256} in upstream repodata (tampered or corrupt)"
+        os.replace(part, target)
+        with self._lock:
+            self._verified[str(target.relative_to(self.root))] = wanted.sha256
+        progress.advance(files=1)
+        return None
+
+    def _save(self) -> None:
+        temporary = self._manifest_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self._verified, sort_keys=True))
+        os.replace(temporary, self._manifest_path)
