@@ -225,10 +225,10 @@ def _index_rules(policy_file: PolicyFile, rules: list[Rule], tables: dict[str, d
             slot = 0
         for table in targets:
             known = table.get(rule.name)
-            if known is None:
-                entry = [(), (), ()]
-            else:
-                entry = list(known)
+            if known is None and slot == 0:
+                table[rule.name] = NameRules((rule,), (), ())  # the common case, built directly
+                continue
+            entry = [(), (), ()] if known is None else list(known)
             entry[slot] = entry[slot] + (rule,)
             table[rule.name] = NameRules(*entry)
 

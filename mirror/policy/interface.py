@@ -26,9 +26,12 @@ class RuleKind(str, enum.Enum):
     DENY = "deny"
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a rule comes from: a line of an allowlist file, or an approved exception."""
+class Origin(NamedTuple):
+    """Where a rule comes from: a line of an allowlist file, or an approved exception.
+
+    Rules, origins and targets are NamedTuples rather than frozen dataclasses: equally immutable,
+    but built several times faster, and a 100,000-rule allowlist builds 300,000 of them.
+    """
 
     file: str | None = None
     """Path of the allowlist file as given to the loader (e.g. `allowlists/pypi.yaml`)."""
@@ -65,9 +68,8 @@ class VersionMatcher(abc.ABC):
         return f"outside the allowed versions ({self.description})"
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One allow or deny entry, after validation and name normalisation."""
+class Rule(NamedTuple):
+    """One allow or deny entry, after validation and name normalisation (immutable; see Origin)."""
 
     ecosystem: Ecosystem
     kind: RuleKind

@@ -31,6 +31,20 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
+_CANONICAL = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalisation, skipping the work for names already written canonically."""
+    return name if _CANONICAL.match(name) else canonicalize_name(name)
+
+
+@lru_cache(maxsize=65536)
+def _matcher(text: str | None, specifier: SpecifierSet | None, prereleases: bool) -> "PypiVersions":
+    """Matchers are immutable: entries with the same range share one."""
+    return PypiVersions(specifier, prereleases, text)
+
+
 class PypiVersions(VersionMatcher):
     """A PEP 440 specifier set; pre-releases admitted only when the entry says so."""
 
@@ -78,7 +92,7 @@ class PypiSchema(EntrySchema):
     deny_keys = DENY_KEYS | {"name", "versions"}
 
     def normalize_name(self, name: str) -> str:
-        return canonicalize_name(name)
+        return normalize(name)
 
     def read_target(self, entry: EntryReader, context: Any, deny: bool) -> Target | None:
         name = entry.text("name", required=True)
@@ -96,7 +110,19 @@ class PypiSchema(EntrySchema):
         prereleases = False if deny else entry.boolean("prereleases")
         if name is None:
             return None
-        return Target(canonicalize_name(name), PypiVersions(specifier, prereleases or deny, versions))
+        return Target(normalize(name), _matcher(versions, specifier, prereleases or deny))
+
+    def quick_target(self, raw: dict[str, Any], context: Any, deny: bool) -> Target | None:
+        name, versions, prereleases = raw.get("name"), raw.get("versions"), raw.get("prereleases", False)
+        if type(name) is not str or not _PROJECT_NAME.match(name) or type(prereleases) is not bool:
+            return None
+        if versions is not None and (type(versions) is not str or not versions or versions != versions.strip()):
+            return None
+        try:
+            specifier = parse_specifier(versions) if versions is not None else None
+        except InvalidSpecifier:
+            return None
+        return Target(normalize(name), _matcher(versions, specifier, prereleases or deny))
 
     def grant_target(self, grant: ExceptionGrant) -> Target:
         if not _PROJECT_NAME.match(grant.package):
@@ -105,4 +131,4 @@ class PypiSchema(EntrySchema):
             specifier = parse_specifier(grant.versions) if grant.versions else None
         except InvalidSpecifier as exc:
             raise ValueError(f"invalid PEP 440 specifier {grant.versions!r}") from exc
-        return Target(canonicalize_name(grant.package), PypiVersions(specifier, False, grant.versions))
+        return Target(normalize(grant.package), _matcher(grant.versions, specifier, False))

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import abc
 import difflib
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from mirror.policy.interface import Diagnostic, Ecosystem, ExceptionGrant, VersionMatcher
 from mirror.policy.yamlsource import Path, SourceDocument
 
+_STR = {str}
 COMMON_ENTRY_KEYS = frozenset({"environments", "reason", "owner", "expires"})
 DENY_KEYS = frozenset({"environments", "reason", "owner"})
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """What an entry names once validated: normalised name, matcher, optional channel."""
 
     name: str
@@ -144,7 +143,7 @@ class EntryReader:
         if isinstance(value, str):
             self.error(key, f"{key!r} must be a list, got {describe_type(value)}; write [{value}]")
             return None
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        if type(value) is not list or not set(map(type, value)) <= _STR:
             self.error(key, f"{key!r} must be a list of strings, got {describe_type(value)}")
             return None
         return value
@@ -191,6 +190,10 @@ class EntrySchema(abc.ABC):
     @abc.abstractmethod
     def read_target(self, entry: EntryReader, context: Any, deny: bool) -> Target | None:
         """Validate the entry's package fields; None (with diagnostics) when invalid."""
+
+    def quick_target(self, raw: dict[str, Any], context: Any, deny: bool) -> Target | None:
+        """The target of a plainly well-formed entry, or None to use `read_target` (the default)."""
+        return None
 
     @abc.abstractmethod
     def grant_target(self, grant: ExceptionGrant) -> Target:

@@ -22,8 +22,9 @@ from mirror.policy.interface import Diagnostic
 Path = tuple[str | int, ...]
 
 _YAML_RS_POSITION = re.compile(r"line (\d+), column (\d+)")
-# A top-level key (`packages:` at column 0) or a block sequence item (`  - ` after spaces).
-_LINE_START = re.compile(r"^(?:([A-Za-z_][\w-]*)[ \t]*:(?=\s|$)|( *)-(?=[ \t\n]|$))", re.MULTILINE)
+# A top-level key (`packages:` at column 0), and the first block sequence item after one.
+_TOP_LEVEL = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?=\s|$)", re.MULTILINE)
+
 
 
 class YamlSyntaxError(Exception):
@@ -41,6 +42,10 @@ class SourceDocument:
     value: Any
     _item_lines: dict[str, list[int]]
     _node_lines: dict[Path, int] | None = field(default=None, repr=False)
+
+    def scanned_lines(self, key: str) -> list[int] | None:
+        """Lines of every entry of `key` when the fast scan found them all (else None)."""
+        return self._item_lines.get(key)
 
     def item_line(self, key: str, index: int) -> int:
         """Line of entry `index` of the top-level list `key` (where its `-` stands)."""
@@ -90,33 +95,25 @@ def _syntax_diagnostic(file: str, text: str, message: str) -> Diagnostic:
 def _scan_item_lines(text: str, value: dict[str, Any]) -> dict[str, list[int]]:
     """Lines of the entries of each top-level list written in block style.
 
-    One regex pass finds top-level keys and `- ` items; a list whose entry count disagrees with
-    the parsed value is left out (the caller then asks PyYAML), so a wrong guess can never
-    attach a rule to the wrong line.
+    Each top-level key's block is found first; inside it, entries are the `- ` lines at the
+    indentation of the first one. A list whose entry count disagrees with the parsed value is left
+    out (the caller then asks PyYAML), so a wrong guess never attaches a rule to the wrong line.
     """
     wanted = {key for key, item in value.items() if isinstance(item, list) and item}
+    keys = [(text.count("\n", 0, m.start()), m.group(1)) for m in _TOP_LEVEL.finditer(text)]
+    lines = text.split("\n")
     found: dict[str, list[int]] = {}
-    current: list[int] | None = None
-    item_indent = -1
-    line = 1
-    position = 0
-    count = text.count
-    for match in _LINE_START.finditer(text):
-        start = match.start()
-        line += count("\n", position, start)
-        position = start
-        key = match.group(1)
-        if key is not None:
-            current = found.setdefault(key, []) if key in wanted else None
-            item_indent = -1
+    for number, (first_line, key) in enumerate(keys):
+        if key not in wanted or key in found:
             continue
-        if current is None:
+        last_line = keys[number + 1][0] if number + 1 < len(keys) else len(lines)
+        block = lines[first_line + 1:last_line]
+        indent = next((len(line) - len(line.lstrip(" ")) for line in block if line.lstrip(" ").startswith("-")), None)
+        if indent is None:
             continue
-        indent = len(match.group(2))
-        if item_indent < 0:
-            item_indent = indent
-        if indent == item_indent:
-            current.append(line)
+        dash, item = " " * indent + "- ", " " * indent + "-"
+        offset = first_line + 2  # 1-based, and the block starts on the line after the key
+        found[key] = [offset + i for i, line in enumerate(block) if line.startswith(dash) or line == item]
     return {key: lines for key, lines in found.items() if len(lines) == len(value[key])}
 
 
