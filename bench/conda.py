@@ -59,11 +59,15 @@ def main() -> None:
             data = tmp / "airlock"
             with httpx.Client(timeout=60) as client:
                 sync = CondaSync(data, client)
-                cold = timed(lambda: sync.run(allowlist))
+                began = time.perf_counter()
+                cold_report = sync.run(allowlist)
+                cold = time.perf_counter() - began
                 # The same, with every file already downloaded and verified: stage, index, check, publish.
                 warm_data = tmp / "airlock-cached"
                 shutil.copytree(data / "conda" / "cache", warm_data / "conda" / "cache")
-                cached = timed(lambda: CondaSync(warm_data, client).run(allowlist))
+                began = time.perf_counter()
+                cached_report = CondaSync(warm_data, client).run(allowlist)
+                cached = time.perf_counter() - began
                 # Baseline: conda-index alone over the very same files, cold.
                 plain = tmp / "plain"
                 shutil.copytree(upstream.root / "linux-64", plain / "linux-64", ignore=shutil.ignore_patterns("repodata.json"))
@@ -77,7 +81,9 @@ def main() -> None:
                 upstream.add(CondaPackage("approved", "1.0", "h_0"))
                 upstream.publish()
                 allowlist = allowlist_for(server.url, names + ["approved"])
-                update = timed(lambda: sync.run(allowlist))
+                began = time.perf_counter()
+                update_report = sync.run(allowlist)
+                update = time.perf_counter() - began
                 shutil.copy(upstream.root / "linux-64" / "approved-1.0-h_0.tar.bz2", plain / "linux-64")
                 index_update = timed(lambda: index_subdirs(plain, ["linux-64"], tmp / "plain-out"))
             served = (data / "conda" / "prod" / "conda-forge" / "linux-64" / "repodata.json").read_text()
@@ -86,11 +92,13 @@ def main() -> None:
             server.stop()
     total = NAMES * VERSIONS
     print(f"{total:,} packages (linux-64), {NAMES} allowlist entries")
-    print(f"cold:   airlock sync (download+verify+index+publish) {cold:6.2f} s   conda-index alone {index_cold:6.2f} s"
-          f"   = {cold / index_cold:.2f}x  (goal <= 1.2x)   rattler index {rattler_cold:.2f} s")
-    print(f"cold, files already cached (stage+index+check+publish) {cached:6.2f} s   = {cached / index_cold:.2f}x conda-index alone")
+    print(f"cold:   airlock sync (download+verify+index+publish+solve checks) {cold:6.2f} s, live after {cold_report.live_after:.2f} s;"
+          f" conda-index alone {index_cold:.2f} s = {cold / index_cold:.2f}x ({cold_report.live_after / index_cold:.2f}x to live)"
+          f"  (goal <= 1.2x); rattler index {rattler_cold:.2f} s")
+    print(f"cold, files already cached: {cached:6.2f} s, live after {cached_report.live_after:.2f} s"
+          f" = {cached_report.live_after / index_cold:.2f}x conda-index alone to live")
     print(f"update: airlock sync after one approval          {update:6.2f} s   conda-index alone {index_update:6.2f} s"
-          f"   = {update / index_update:.2f}x  (goal: live in <= 2 s)")
+          f"   = {update / index_update:.2f}x; live after {update_report.live_after:.2f} s  (goal: live in <= 2 s)")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,10 @@ def test_sync_publishes_exactly_the_allowlisted_records(conda_world):
     assert result.returncode == 0, result.stderr
     assert "published prod/conda-forge" in result.stdout and "published preprod/conda-forge" in result.stdout
     assert "warning: pytorch 2.3.1 needs libcublas >=11 which is not allowlisted for prod" in result.stdout
+    # py-rattler solves every allowlisted spec against the published channel alone:
+    unsolvable = [line for line in result.stdout.splitlines() if "cannot be installed from the curated" in line]
+    assert [line.split(" cannot")[0] for line in unsolvable] == ["warning: pytorch >=2.3 *cuda*"] * 2
+    assert "libcublas" in unsolvable[0]
     prod = httpx.get(f"{channel(conda_world)}/linux-64/repodata.json").json()
     files = set(prod["packages"]) | set(prod["packages.conda"])
     assert files == {"python-3.11.9-h_0_cpython.tar.bz2", "libblas-3.9.0-20_linux64_openblas.tar.bz2",

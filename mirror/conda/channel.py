@@ -40,6 +40,10 @@ class SyncReport:
     warnings: list[str] = field(default_factory=list)
     """Closure gaps and the like: published, but someone should act."""
     files: int = 0
+    live_after: float | None = None
+    """Seconds from the start of the sync until the last new generation was live."""
+    added: dict[str, set[str]] = field(default_factory=dict)
+    """Package names that entered each environment; `*` when something left (re-check all)."""
 
 
 def live_channel(data_dir: Path, env: str, channel: str) -> Path:
@@ -73,6 +77,7 @@ class CondaSync:
 
     def run(self, allowlist: Allowlist, environments: list[str] | None = None) -> SyncReport:
         report = SyncReport()
+        self._started = time.monotonic()
         policy_file = allowlist.policy.files.get(Ecosystem.CONDA)
         if policy_file is None:
             report.problems.append("no conda allowlist (allowlists/conda.yaml): nothing to sync")
@@ -104,6 +109,7 @@ class CondaSync:
                 self._publish(env, channel, chosen, upstream, report)
         if not report.problems:
             report.warnings += closure_gaps(allowlist, envs, channels, selection, upstream)
+            report.warnings += unsolvable_specs(self.data_dir, allowlist, envs, channels, report.added)
         return report
 
     def _select(self, allowlist: Allowlist, env: str, channels: dict[str, CondaChannel],
@@ -136,8 +142,10 @@ class CondaSync:
             have = {p.name for p in folder.iterdir() if p.is_file() and p.name.endswith((".conda", ".tar.bz2"))}
             for name in have - want:
                 (folder / name).unlink()
+                report.added.setdefault(env, set()).add("*")
             for name in want - have:
                 os.link(self.cache.root / channel.name / subdir / name, folder / name)
+                report.added.setdefault(env, set()).add(name.rsplit("-", 2)[0].lower())
             if want != have or previous is None or not (previous / subdir / "repodata.json").exists():
                 changed.append(subdir)
         if not changed:
@@ -162,6 +170,7 @@ class CondaSync:
             return
         swap_symlink(live, build)
         report.published.append(label)
+        report.live_after = time.monotonic() - self._started
         if previous is not None and previous.parent == build.parent:
             shutil.rmtree(previous, ignore_errors=True)
 
@@ -213,3 +222,40 @@ def closure_gaps(allowlist: Allowlist, envs: list[str], channels: dict[str, Cond
 def _satisfies(spec: MatchSpec, record: dict) -> bool:
     candidate = package_record(record["name"], str(record["version"]), record.get("build"))
     return candidate is not None and spec.matches(candidate)
+
+
+def unsolvable_specs(data_dir: Path, allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel],
+                     added: dict[str, set[str]]) -> list[str]:
+    """Solve allowlisted specs with py-rattler against the published channel alone: every spec
+    after something left an environment (or on its first publish), else the specs of the names
+    that entered it (adding packages cannot break what solved before)."""
+    import asyncio
+
+    from rattler import solve
+
+    async def check(env: str, spec: str, sources: list[str], platforms: list[str]) -> str | None:
+        try:
+            await solve(sources=sources, specs=[spec], platforms=platforms)
+        except Exception as exc:  # the solver's own error types; the message is what matters
+            said = " ".join(part.strip(" │├└─") for part in str(exc).strip().splitlines() if part.strip(" │├└─"))
+            return f"{spec} cannot be installed from the curated {env} channel alone (rattler: {said[:400] or exc.__class__.__name__})"
+        return None
+
+    async def check_all() -> list[str]:
+        jobs = []
+        for env in envs:
+            names_in = added.get(env, set())
+            for rule, state in allowlist.rules(Ecosystem.CONDA, env):
+                if state != "allow" or not hasattr(rule.matcher, "spec"):
+                    continue
+                if "*" not in names_in and rule.name not in names_in:
+                    continue
+                names = [rule.channel] if rule.channel else list(channels)
+                sources = [live_channel(data_dir, env, name).resolve().as_uri() for name in names
+                           if live_channel(data_dir, env, name).exists()]
+                platforms = sorted({subdir for name in names for subdir in channels[name].subdirs})
+                if sources:
+                    jobs.append(check(env, str(rule.matcher.spec), sources, platforms))
+        return [message for message in await asyncio.gather(*jobs) if message]
+
+    return asyncio.run(check_all())
