@@ -1,6 +1,6 @@
 """Benchmark: the exception API on SQLite and on PostgreSQL, and approval -> installable time.
 
-For each backend: requests/s and latency percentiles (wrk, 8 connections, 5 s) of
+For each backend: requests/s and latency percentiles (wrk, 4 connections, 5 s) of
 `GET /api/v1/exceptions` (list, 100 rows) and `POST /api/v1/exceptions` (create, with its
 pre-checks), then the time from an approval's response until pip's index lists the package.
 Baseline in the same run: `GET /healthz` (the bare web stack, no database).
@@ -37,7 +37,7 @@ def wrk(url: str, token: str, tmp: Path, body: dict | None = None) -> tuple[floa
     if body is not None:
         lines += ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", "-t2", "-c8", "-d5s", "--latency", "-s", str(script), url],
+    out = subprocess.run(["wrk", "-t2", "-c4", "-d5s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: failed responses\n{out}")
