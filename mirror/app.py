@@ -26,6 +26,7 @@ from mirror.api.governance import router as governance_router
 from mirror.auth.tokens import TokenCache
 from mirror.conda.routes import router as conda_router
 from mirror.exceptions.service import ApiError, ExceptionService
+from mirror.observability import REGISTRY, Observability, StateCollector, metrics_response
 from mirror.pypi.pages import DevpiPages
 from mirror.pypi.routes import router as pypi_router
 from mirror.refusals import refusal
@@ -88,6 +89,7 @@ def create_app(parts: Parts) -> FastAPI:
                 app.state.pypi_pages = DevpiPages(client, settings.pypi_page_ttl, settings.pypi_upstream)
                 yield
         finally:
+            REGISTRY.unregister(app.state.metrics_collector)
             parts.on_stop()
 
     app = FastAPI(title="Airlock", version="0.1.0", lifespan=lifespan,
@@ -107,6 +109,19 @@ def create_app(parts: Parts) -> FastAPI:
     app.include_router(exceptions_router)
     app.include_router(governance_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    exceptions = parts.exceptions
+    app.add_middleware(
+        Observability, require_token=settings.require_token,
+        authenticate=lambda token: app.state.token_cache.lookup(token, exceptions.db),
+        deny=lambda principal, path, reason, status: exceptions.deny(principal, f"GET {path}", path, reason, status=status),
+    )
+    collector = StateCollector(parts.health, exceptions.counts_by_state)
+    REGISTRY.register(collector)
+    app.state.metrics_collector = collector
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return metrics_response()
 
     @app.get("/healthz", tags=["health"], summary="liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -21,6 +21,7 @@ from mirror.children.devpi import DevpiServer
 from mirror.children.supervisor import ChildError
 from mirror.exceptions.prechecks import PrecheckContext
 from mirror.exceptions.service import ExceptionService
+from mirror.observability import LogContext
 from mirror.policy import Allowlist, Ecosystem, InvalidAllowlist
 from mirror.settings import Settings
 from mirror.store.db import Database
@@ -44,7 +45,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(LogContext())
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

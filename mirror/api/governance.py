@@ -16,6 +16,7 @@ from mirror.exceptions.models import AllowlistOut, AuditOut, ErrorOut, GateDecis
 from mirror.exceptions.service import ApiError, field_error
 from mirror.policy import Ecosystem, UnknownEnvironment
 from mirror.store.models import AuditRecord
+from mirror.observability import GATE_OUTCOMES
 from mirror.webhooks import enqueue
 
 router = APIRouter(prefix="/api/v1")
@@ -70,6 +71,7 @@ def audit(
 @router.post("/gate/decisions", status_code=201, responses=ERRORS, tags=["gate"], summary="The gate reports a decision")
 def gate_decision(body: GateDecisionIn, principal: PrincipalDep, service: ServiceDep, request: Request) -> dict[str, int]:
     service.require(principal, Permission.POST_GATE, None, "gate.decision", body.image)
+    GATE_OUTCOMES.labels(body.decision).inc()
     with service.db.transaction() as session:
         record = append(session, principal.user, "gate.decision", body.image, body.model_dump(mode="json"))
         enqueue(session, request.app.state.webhook_urls, "gate.decision", body.model_dump(mode="json"))

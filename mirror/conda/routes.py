@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, Response
 
 from mirror.conda.channel import PACKAGE_KEYS, live_channel
 from mirror.policy import Allowlist, Ecosystem
+from mirror.observability import DECISIONS
 from mirror.refusals import refusal
 
 router = APIRouter(prefix="/conda/{env}/{channel}/{subdir}", tags=["conda"])
@@ -73,6 +74,7 @@ def package(env: str, channel: str, subdir: str, filename: str, request: Request
     if not _PACKAGE.match(filename):  # also repodata.json.zst/.bz2 and current_repodata.json: not produced
         return refusal(404, f"no such file {filename!r}", route="conda")
     _, listed = _filtered(request, build, env, channel, subdir)
+    DECISIONS.labels("conda", env, "allowed" if filename in listed else "blocked").inc()
     if filename not in listed:
         return refusal(404, f"{filename} is not in the curated {env}/{channel} channel: it is not allowlisted for {env}"
                             f" (airlock allowlist explain conda NAME=VERSION=BUILD --env {env})", route="conda", subject=filename)

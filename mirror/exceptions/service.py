@@ -240,6 +240,15 @@ class ExceptionService:
         return [ExceptionGrant(str(r.id), Ecosystem(r.ecosystem), r.package, r.versions, frozenset(r.environments),
                                r.expires_at, r.decided_by or "?", r.project) for r in rows if r.expires_at is not None]
 
+    def counts_by_state(self) -> dict[str, int]:
+        from sqlalchemy import func
+
+        with self.db.reading() as session:
+            rows = session.execute(select(ExceptionRequest.status, func.count()).group_by(ExceptionRequest.status)).all()
+        counts = {state: 0 for state in ("pending", "approved", "rejected", "revoked", "expired")}
+        counts.update({status: count for status, count in rows})
+        return counts
+
     def fingerprint(self) -> tuple:
         """Changes whenever the set of approved exceptions may have changed (for other replicas)."""
         with self.db.reading() as session:

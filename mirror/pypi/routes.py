@@ -31,6 +31,7 @@ from mirror.pypi.simple import (
     render_json,
     safe_relpath,
 )
+from mirror.observability import DECISIONS, UPSTREAM_ERRORS
 from mirror.refusals import REASON_HEADER, refusal
 
 router = APIRouter(prefix="/pypi/{env}", tags=["pypi"])
@@ -98,11 +99,13 @@ async def project_page(env: str, project: str, request: Request, allowlist: Allo
     if normalized != project:
         return RedirectResponse(f"../{normalized}/", status_code=301)
     listed = allowlist.decide_name(Ecosystem.PYPI, env, project)
+    DECISIONS.labels("pypi", env, "allowed" if listed.allowed else "blocked").inc()
     if not listed.allowed:
         return refusal(404, listed.reason, route="pypi", subject=project)
     try:
         cached = await pages.get(project)
     except PageUnavailable as exc:
+        UPSTREAM_ERRORS.labels("pypi").inc()
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi", subject=project)
     if cached.page is None:
         return refusal(404, f"{project} is allowed for {env} but the upstream index has no such project", route="pypi", subject=project)
@@ -140,6 +143,7 @@ async def package_file(env: str, project: str, relpath: str, request: Request, a
     if parsed is None or parsed[0] != project:
         return refusal(404, f"{filename} is not a wheel or sdist of {project}", route="pypi-files", subject=relpath)
     decision = allowlist.decide(Ecosystem.PYPI, env, project, parsed[1])
+    DECISIONS.labels("pypi", env, "allowed" if decision.allowed else "blocked").inc()
     if not decision.allowed:
         return refusal(404, decision.reason, route="pypi-files", subject=filename)
     try:
@@ -147,6 +151,7 @@ async def package_file(env: str, project: str, relpath: str, request: Request, a
         if cached.page is None or file_relpath not in cached.page.relpaths:
             cached = await pages.get(project, fresh=True)
     except PageUnavailable as exc:
+        UPSTREAM_ERRORS.labels("pypi").inc()
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi-files", subject=filename)
     if cached.page is None or file_relpath not in cached.page.relpaths:
         return refusal(404, f"{filename} is not listed on {project}'s page upstream", route="pypi-files", subject=filename)
