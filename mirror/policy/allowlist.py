@@ -223,10 +223,11 @@ def _index_rules(policy_file: PolicyFile, rules: list[Rule], tables: dict[str, d
             slot = 2
         else:
             slot = 0
+        alone = NameRules((rule,), (), ()) if slot == 0 else None  # shared by every table it is new in
         for table in targets:
             known = table.get(rule.name)
-            if known is None and slot == 0:
-                table[rule.name] = NameRules((rule,), (), ())  # the common case, built directly
+            if known is None and alone is not None:
+                table[rule.name] = alone
                 continue
             entry = [(), (), ()] if known is None else list(known)
             entry[slot] = entry[slot] + (rule,)

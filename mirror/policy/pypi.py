@@ -7,7 +7,6 @@ from functools import lru_cache
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from mirror.policy.interface import Ecosystem, ExceptionGrant, VersionMatcher
@@ -31,18 +30,20 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
-_CANONICAL = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_SEPARATORS = re.compile(r"[-_.]+")
 
 
 def normalize(name: str) -> str:
-    """PEP 503 normalisation, skipping the work for names already written canonically."""
-    return name if _CANONICAL.match(name) else canonicalize_name(name)
+    """PEP 503 normalisation, `re.sub(r"[-_.]+", "-", name).lower()` as the PEP defines it (one
+    regex pass; packaging's canonicalize_name does more work per name)."""
+    return _SEPARATORS.sub("-", name).lower()
 
 
 @lru_cache(maxsize=65536)
-def _matcher(text: str | None, specifier: SpecifierSet | None, prereleases: bool) -> "PypiVersions":
-    """Matchers are immutable: entries with the same range share one."""
-    return PypiVersions(specifier, prereleases, text)
+def _matcher(text: str | None, prereleases: bool) -> "PypiVersions":
+    """Matchers are immutable: entries with the same range share one. Keyed by the text (a
+    SpecifierSet hashes in Python); raises InvalidSpecifier for a bad one."""
+    return PypiVersions(parse_specifier(text) if text is not None else None, prereleases, text)
 
 
 class PypiVersions(VersionMatcher):
@@ -100,17 +101,15 @@ class PypiSchema(EntrySchema):
             entry.error("name", f"invalid project name {name!r}: use letters, digits, '.', '_' and '-' (PEP 508)")
             name = None
         versions = entry.text("versions", required=False)
-        specifier = None
-        if versions is not None:
-            try:
-                specifier = parse_specifier(versions)
-            except InvalidSpecifier:
-                entry.error("versions", f"invalid PEP 440 specifier {versions!r} (e.g. \">=1.26,<3\" or \"==2.1.*\")")
-                return None
         prereleases = False if deny else entry.boolean("prereleases")
+        try:
+            matcher = _matcher(versions, prereleases or deny)
+        except InvalidSpecifier:
+            entry.error("versions", f"invalid PEP 440 specifier {versions!r} (e.g. \">=1.26,<3\" or \"==2.1.*\")")
+            return None
         if name is None:
             return None
-        return Target(normalize(name), _matcher(versions, specifier, prereleases or deny))
+        return Target(normalize(name), matcher)
 
     def quick_target(self, raw: dict[str, Any], context: Any, deny: bool) -> Target | None:
         name, versions, prereleases = raw.get("name"), raw.get("versions"), raw.get("prereleases", False)
@@ -119,16 +118,14 @@ class PypiSchema(EntrySchema):
         if versions is not None and (type(versions) is not str or not versions or versions != versions.strip()):
             return None
         try:
-            specifier = parse_specifier(versions) if versions is not None else None
+            return Target(normalize(name), _matcher(versions, prereleases or deny))
         except InvalidSpecifier:
             return None
-        return Target(normalize(name), _matcher(versions, specifier, prereleases or deny))
 
     def grant_target(self, grant: ExceptionGrant) -> Target:
         if not _PROJECT_NAME.match(grant.package):
             raise ValueError(f"invalid project name {grant.package!r}")
         try:
-            specifier = parse_specifier(grant.versions) if grant.versions else None
+            return Target(normalize(grant.package), _matcher(grant.versions or None, False))
         except InvalidSpecifier as exc:
             raise ValueError(f"invalid PEP 440 specifier {grant.versions!r}") from exc
-        return Target(normalize(grant.package), _matcher(grant.versions, specifier, False))
