@@ -25,6 +25,8 @@ from mirror.api.exceptions import router as exceptions_router
 from mirror.api.governance import router as governance_router
 from mirror.auth.tokens import TokenCache
 from mirror.conda.routes import router as conda_router
+from mirror.containers.routes import Reachability
+from mirror.containers.routes import router as containers_router
 from mirror.exceptions.service import ApiError, ExceptionService
 from mirror.observability import REGISTRY, Observability, StateCollector, metrics_response
 from mirror.pypi.pages import DevpiPages
@@ -46,6 +48,8 @@ class Parts:
     """Runs at shutdown inside uvicorn's lifespan: uvicorn re-raises the SIGTERM it caught once
     it has shut down, so code after `server.run()` may never run."""
     devpi_files: Path | None = None
+    registry_caches: dict[str, str] = field(default_factory=dict)
+    """Upstream name -> URL of its pull-through registry cache on loopback."""
     extra_state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,8 +88,10 @@ def create_app(parts: Parts) -> FastAPI:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         timeout = httpx.Timeout(settings.upstream_timeout, connect=5.0)
         try:
-            async with httpx.AsyncClient(base_url=parts.devpi_url, limits=limits, timeout=timeout) as client:
+            async with httpx.AsyncClient(base_url=parts.devpi_url, limits=limits, timeout=timeout) as client, \
+                    httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as registry_client:
                 app.state.devpi_client = client
+                app.state.registry_client = registry_client
                 app.state.pypi_pages = DevpiPages(client, settings.pypi_page_ttl, settings.pypi_upstream)
                 yield
         finally:
@@ -102,10 +108,13 @@ def create_app(parts: Parts) -> FastAPI:
     app.state.devpi_files = parts.devpi_files
     app.state.pypi_metadata = OrderedDict()
     app.state.conda_repodata = {}
+    app.state.registry_caches = parts.registry_caches
+    app.state.registry_reach = Reachability()
     for key, value in parts.extra_state.items():
         setattr(app.state, key, value)
     app.include_router(pypi_router)
     app.include_router(conda_router)
+    app.include_router(containers_router)
     app.include_router(exceptions_router)
     app.include_router(governance_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

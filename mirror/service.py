@@ -114,6 +114,7 @@ def run_service(settings: Settings) -> int:
         print(f"airlock: cannot start the PyPI cache: {exc}", file=sys.stderr)
         devpi.stop()
         return 1
+    caches = start_registry_caches(settings, policy.current())
     webhooks = WebhookSender(database, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
     webhooks.start()
     stop_polling = threading.Event()
@@ -121,19 +122,25 @@ def run_service(settings: Settings) -> int:
     poller.start()
 
     def health() -> dict[str, Any]:
-        return {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "pid": devpi.child.pid, "restarts": devpi.child.restarts}}
+        parts = {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "pid": devpi.child.pid, "restarts": devpi.child.restarts}}
+        for cache in caches:
+            parts[cache.child.name] = {"healthy": cache.healthy(), "url": cache.url, "pid": cache.child.pid, "restarts": cache.child.restarts}
+        return parts
 
     def stop_children() -> None:
         if stop_polling.is_set():
             return
         stop_polling.set()
         conda_sync.stop()
+        for cache in caches:
+            cache.stop()
         webhooks.stop()
         devpi.stop()
         database.dispose()
         log.info("airlock stopped: devpi-server and every other child are down")
 
-    app = create_app(Parts(settings, policy, service, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files))
+    app = create_app(Parts(settings, policy, service, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files,
+                           registry_caches={cache.name: cache.url for cache in caches}))
     _print_banner(settings, policy.current().environments(Ecosystem.PYPI))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=10))
@@ -142,6 +149,22 @@ def run_service(settings: Settings) -> int:
     finally:
         stop_children()  # also when startup failed (port taken) and the lifespan never ran
     return 0 if server.started else 1
+
+
+def start_registry_caches(settings: Settings, allowlist: Allowlist) -> list:
+    """One pull-through registry cache per upstream in containers.yaml (none without the file)."""
+    from mirror.children.registry import RegistryCache
+
+    policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
+    caches = []
+    for upstream in (policy_file.context or {}).values() if policy_file else ():
+        try:
+            cache = RegistryCache(settings.data_dir, upstream.name, upstream.url)
+            cache.start()
+            caches.append(cache)
+        except ChildError as exc:  # fail closed: that upstream's images are refused, the rest runs
+            log.error("registry cache for %s not started: %s", upstream.name, exc)
+    return caches
 
 
 class BackgroundCondaSync:

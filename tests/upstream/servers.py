@@ -38,8 +38,19 @@ def wait_for(url: str, timeout: float = 60.0, process: subprocess.Popen | None =
     raise RuntimeError(f"{url} did not answer within {timeout} s\n{tail}")
 
 
+class StoppableProcess:
+    """A test server process: `stop()` terminates it and waits."""
+
+    process: subprocess.Popen | None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
 @dataclass
-class StaticServer:
+class StaticServer(StoppableProcess):
     """`python -m http.server` over a folder: what a plain PyPI-like upstream or mirror serves."""
 
     directory: Path
@@ -57,11 +68,6 @@ class StaticServer:
         )
         wait_for(self.url + "/", process=self.process)
         return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @dataclass
