@@ -64,6 +64,8 @@ def client_settings(settings: Settings, environments: list[str]) -> list[dict[st
             "environment": env,
             "pip": f"pip install --index-url {index} PACKAGE   (or PIP_INDEX_URL={index})",
             "uv": f"uv pip install --index-url {index} PACKAGE   (or UV_INDEX_URL={index}; uv add: [[tool.uv.index]] url = \"{index}\", default = true)",
+            "conda": f"conda install --override-channels -c {base}/conda/{env}/CHANNEL PACKAGE",
+            "docker": f"docker pull {host}/{env}/UPSTREAM/REPOSITORY:TAG   (FROM {host}/{env}/… in a Dockerfile)",
             "trusted_host": host if base.startswith("http://") and not host.startswith(("127.", "localhost")) else None,
         })
     return rows
@@ -226,6 +228,8 @@ def _print_banner(settings: Settings, environments: list[str]) -> None:
         lines.append(f"  [{row['environment']}]")
         lines.append(f"    pip: {row['pip']}")
         lines.append(f"    uv:  {row['uv']}")
+        lines.append(f"    conda: {row['conda']}")
+        lines.append(f"    docker: {row['docker']}")
     lines.append("Stop with Ctrl-C.")
     print("\n".join(lines), file=sys.stderr, flush=True)
     time.sleep(0)

@@ -69,7 +69,7 @@ def run_status(args: argparse.Namespace) -> int:
     if rows:
         print(render_table(["PART", "HEALTHY", "DETAIL"], rows))
     for row in clients:
-        print(f"\n[{row['environment']}]\n  pip: {row['pip']}\n  uv:  {row['uv']}")
+        print(f"\n[{row['environment']}]\n  pip: {row['pip']}\n  uv:  {row['uv']}\n  conda: {row['conda']}\n  docker: {row['docker']}")
     return 0 if readiness.get("ready") else 1
 
 
