@@ -146,3 +146,22 @@ def test_upstream_down_cached_images_still_pull(registry_world):
         assert "the upstream registry mar is unreachable" in direct.json()["errors"][0]["message"]
     finally:
         registry_world["upstream"].start()
+
+
+def test_sync_containers_prepulls_so_images_survive_an_upstream_outage(registry_world):
+    # Runs after test_upstream_down_…, which needs 20240601 never to have been pulled.
+    import subprocess
+    import sys
+
+    airlock = registry_world["airlock"]
+    result = subprocess.run([sys.executable, "-m", "mirror", "sync", "containers", "--env", "prod"], capture_output=True, text=True,
+                            cwd=airlock.workdir, env={**os.environ, **airlock.env, "AIRLOCK_LISTEN": registry_world["host"]}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    cached = sorted(line.split()[1] for line in result.stdout.splitlines())
+    assert cached == sorted([f"prod/mar/azureml/pinned@{registry_world['pinned']}", f"prod/mar/{IMAGE}:20240501", f"prod/mar/{IMAGE}:20240601"])
+    registry_world["upstream"].stop()
+    try:
+        result = pull(registry_world, f"prod/mar/{IMAGE}:20240601")
+        assert result.returncode == 0, result.stderr
+    finally:
+        registry_world["upstream"].start()

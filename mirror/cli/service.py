@@ -75,7 +75,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def register_sync(commands: argparse._SubParsersAction) -> None:
     sync = commands.add_parser("sync", help="pull allowlisted conda packages from upstream, verify, index, publish")
-    sync.add_argument("what", choices=["conda"], help="what to sync (containers arrive with the registry proxy)")
+    sync.add_argument("what", choices=["conda", "containers"], help="conda: build the curated channels; containers: pre-pull the allowlisted base images through the running service")
     sync.add_argument("--env", action="append", dest="envs", metavar="ENV", help="only this environment (repeatable)")
     sync.add_argument("--config", metavar="FILE")
     sync.add_argument("--json", action="store_true")
@@ -84,6 +84,7 @@ def register_sync(commands: argparse._SubParsersAction) -> None:
 
 def run_sync(args: argparse.Namespace) -> int:
     from mirror.conda.channel import CondaSync
+    from mirror.containers.sync import sync_images
     from mirror.service import build_exception_service, open_database
 
     settings = _settings(args)
@@ -95,6 +96,18 @@ def run_sync(args: argparse.Namespace) -> int:
     except InvalidAllowlist as exc:
         print(f"airlock: the allowlists are invalid (airlock allowlist check):\n{exc}", file=sys.stderr)
         return 1
+    if args.what == "containers":
+        with httpx.Client(timeout=settings.upstream_timeout) as client:
+            images = sync_images(policy.current(), f"http://{settings.listen}", client, args.envs)
+        database.dispose()
+        if args.json:
+            print(json.dumps(images.__dict__, indent=2))
+        else:
+            for line in images.pulled:
+                print(f"cached {line}")
+            for line in images.problems:
+                print(f"error: {line}", file=sys.stderr)
+        return 1 if images.problems else 0
     with httpx.Client(timeout=settings.upstream_timeout) as client:
         report = CondaSync(settings.data_dir, client).run(policy.current(), args.envs)
     database.dispose()
