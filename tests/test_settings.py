@@ -1,0 +1,36 @@
+"""Configuration: airlock.toml in the working directory (or --config), overridden by AIRLOCK_*."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def status(cwd, *args, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+    return subprocess.run([sys.executable, "-m", "mirror", "status", "--json", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**base, "PYTHONPATH": str(REPO_ROOT), **env})
+
+
+def test_airlock_toml_is_read_and_environment_variables_win(tmp_path):
+    (tmp_path / "airlock.toml").write_text('listen = "127.0.0.1:9"\npublic_url = "https://airlock.example.org"\n')
+    from_file = json.loads(status(tmp_path).stdout)
+    assert from_file["url"] == "https://airlock.example.org" and from_file["ready"] is False
+    assert "does not answer on 127.0.0.1:9" in from_file["error"]
+    overridden = json.loads(status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:10", AIRLOCK_PUBLIC_URL="").stdout)
+    assert "does not answer on 127.0.0.1:10" in overridden["error"]
+
+
+def test_bad_configuration_names_the_setting_and_changes_nothing(tmp_path):
+    (tmp_path / "other.toml").write_text('listen = "nowhere"\nverbose = true\n')
+    result = status(tmp_path, "--config", str(tmp_path / "other.toml"))
+    assert result.returncode == 2
+    assert "AIRLOCK_LISTEN (listen in airlock.toml): Value error, write HOST:PORT, e.g. 127.0.0.1:8000" in result.stderr
+    assert "AIRLOCK_VERBOSE (verbose in airlock.toml): Extra inputs are not permitted" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = status(tmp_path, "--config", str(tmp_path / "absent.toml"))
+    assert missing.returncode == 2 and "absent.toml: no such configuration file" in missing.stderr
