@@ -102,7 +102,11 @@ def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> Pypi
     (allowlists / "pypi.yaml").write_text(ALLOWLIST)
     env = {"AIRLOCK_PYPI_UPSTREAM": upstream.url, "AIRLOCK_DATA_DIR": str(work / "data"),
            "AIRLOCK_ALLOWLISTS": str(allowlists), **(extra_env or {})}
-    airlock = AirlockProcess(work, env).start()
+    try:
+        airlock = AirlockProcess(work, env).start()
+    except BaseException:
+        server.stop()  # a failed start must not leave the upstream running
+        raise
     return PypiWorld(upstream, server, airlock, allowlists, tmp)
 
 
