@@ -95,7 +95,11 @@ class AirlockProcess:
                 [sys.executable, "-m", "mirror", "up"], cwd=self.workdir, env=env,
                 stdout=output, stderr=subprocess.STDOUT,
             )
-        wait_for(self.url + "/readyz", timeout=timeout, process=self.process, log=self.log)
+        try:
+            wait_for(self.url + "/readyz", timeout=timeout, process=self.process, log=self.log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> int | None:
