@@ -105,6 +105,19 @@ def test_sync_publishes_exactly_the_allowlisted_records(conda_world):
     assert "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2" in httpx.get(f"{channel(conda_world, 'preprod')}/noarch/repodata.json").json()["packages"]
     again = sync(conda_world)
     assert again.returncode == 0 and "unchanged prod/conda-forge" in again.stdout
+    as_json = sync(conda_world, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["unchanged"] == ["prod/conda-forge", "preprod/conda-forge"]
+
+
+def test_sync_json_report_of_a_first_publish(conda_world, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mirror", "sync", "conda", "--json"], capture_output=True, text=True,
+                            cwd=conda_world["work"], env={**os.environ, **conda_world["env"], "AIRLOCK_DATA_DIR": str(tmp_path)},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["published"] == ["prod/conda-forge", "preprod/conda-forge"]
+    assert report["added"]["prod"] == ["libblas", "numpy", "python", "pytorch"]
 
 
 def test_rattler_solves_and_installs_from_the_curated_channel(conda_world, tmp_path):

@@ -96,32 +96,24 @@ def run_sync(args: argparse.Namespace) -> int:
     except InvalidAllowlist as exc:
         print(f"airlock: the allowlists are invalid (airlock allowlist check):\n{exc}", file=sys.stderr)
         return 1
-    if args.what == "containers":
-        with httpx.Client(timeout=settings.upstream_timeout) as client:
-            images = sync_images(policy.current(), f"http://{settings.listen}", client, args.envs)
-        database.dispose()
-        if args.json:
-            print(json.dumps(images.__dict__, indent=2))
-        else:
-            for line in images.pulled:
-                print(f"cached {line}")
-            for line in images.problems:
-                print(f"error: {line}", file=sys.stderr)
-        return 1 if images.problems else 0
     with httpx.Client(timeout=settings.upstream_timeout) as client:
-        report = CondaSync(settings.data_dir, client).run(policy.current(), args.envs)
+        if args.what == "containers":
+            report = sync_images(policy.current(), f"http://{settings.listen}", client, args.envs)
+            sections = [("cached", report.pulled)]
+            failure_note = ""
+        else:
+            report = CondaSync(settings.data_dir, client).run(policy.current(), args.envs)
+            sections = [("published", report.published), ("unchanged", report.unchanged), ("warning:", report.warnings)]
+            failure_note = "nothing new was published; the previous channels are still served"
     database.dispose()
     if args.json:
-        print(json.dumps(report.__dict__, indent=2))
+        print(json.dumps(report.__dict__, indent=2, default=sorted))  # sorted: the report's sets of names
     else:
-        for line in report.published:
-            print(f"published {line}")
-        for line in report.unchanged:
-            print(f"unchanged {line}")
-        for line in report.warnings:
-            print(f"warning: {line}")
+        for label, lines in sections:
+            for line in lines:
+                print(f"{label} {line}")
         for line in report.problems:
             print(f"error: {line}", file=sys.stderr)
-        if report.problems:
-            print("nothing new was published; the previous channels are still served", file=sys.stderr)
+        if report.problems and failure_note:
+            print(failure_note, file=sys.stderr)
     return 1 if report.problems else 0
