@@ -11,13 +11,14 @@ import time
 import uuid
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mirror.auth.roles import Permission, Principal, may_use_open_route
+from mirror.refusals import refusal
 
 log = logging.getLogger("airlock.access")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -111,7 +112,8 @@ class Observability:
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", None) or _open_route_label(scope["path"])
+            # Unmatched paths share one label, so that scanners cannot blow up the metric's cardinality.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
             REQUESTS.labels(route, scope["method"], f"{status // 100}xx").inc()
             LATENCY.labels(route).observe(elapsed)
@@ -140,10 +142,5 @@ class Observability:
 
 
 def _auth_required(reason: str) -> Response:
-    return Response(f"Airlock: {reason}\n", status_code=401, media_type="text/plain; charset=utf-8",
-                    headers={"WWW-Authenticate": 'Basic realm="airlock"', "X-Airlock-Reason": reason})
+    return refusal(401, reason, route="token", headers={"WWW-Authenticate": 'Basic realm="airlock"'})
 
-
-def _open_route_label(path: str) -> str:
-    """Unmatched paths share one label, so that scanners cannot blow up the metric's cardinality."""
-    return "unmatched"

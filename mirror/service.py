@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from typing import Any, Callable
 
 import uvicorn
@@ -232,4 +231,3 @@ def _print_banner(settings: Settings, environments: list[str]) -> None:
         lines.append(f"    docker: {row['docker']}")
     lines.append("Stop with Ctrl-C.")
     print("\n".join(lines), file=sys.stderr, flush=True)
-    time.sleep(0)

@@ -3,7 +3,6 @@ and an unmodified docker client pulling through Airlock."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import httpx

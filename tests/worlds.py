@@ -12,8 +12,14 @@ from pathlib import Path
 
 import httpx
 
+from typing import TYPE_CHECKING
+
 from tests.upstream.pypi import Release, Upstream
 from tests.upstream.servers import AirlockProcess, StaticServer
+
+if TYPE_CHECKING:
+    from tests.upstream.postgres import PostgresServer
+    from tests.upstream.receiver import WebhookReceiver
 
 BIN = Path(sys.executable).parent
 

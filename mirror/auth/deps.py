@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from mirror.auth.roles import Principal
-from mirror.auth.tokens import authenticate
 from mirror.exceptions.service import ExceptionService
 
 
@@ -18,19 +17,18 @@ async def service(request: Request) -> ExceptionService:
 
 async def current_principal(request: Request) -> Principal:
     """Async: a token seen in the last seconds is answered from memory without a thread hop."""
-    cache = request.app.state.token_cache
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    cached = cache.cached(token.strip()) if scheme.lower() == "bearer" else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    cached = request.app.state.token_cache.cached(token) if token else None
     if cached is not None:
         return cached
-    return await run_in_threadpool(_authenticate, request)
+    return await run_in_threadpool(_authenticate, request, token)
 
 
-def _authenticate(request: Request) -> Principal:
+def _authenticate(request: Request, token: str) -> Principal:
     exceptions: ExceptionService = request.app.state.exceptions
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     attempt = f"{request.method} {request.url.path}"
-    if scheme.lower() != "bearer" or not token.strip():
+    if not token:
         raise exceptions.deny(None, attempt, request.url.path,
                               "a bearer token is required: Authorization: Bearer alk_… (create one with `airlock token create`)", status=401)
     principal, why = request.app.state.token_cache.lookup(token, exceptions.db)

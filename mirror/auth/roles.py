@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class Permission(str, enum.Enum):
@@ -55,6 +56,8 @@ class Principal:
     role: str
     projects: frozenset[str]
     token_id: str
+    expires_at: datetime | None = None
+    """When the token stops working (a cached principal is not used past it)."""
 
     def scope(self, permission: Permission) -> Scope | None:
         return ROLES.get(self.role, {}).get(permission)

@@ -70,7 +70,7 @@ def authenticate(session: Session, presented: str) -> tuple[Principal | None, st
         return None, f"token {row.id} was revoked"
     if row.expires_at is not None and row.expires_at <= now:
         return None, f"token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}"
-    return Principal(row.user, row.role, frozenset(row.projects), row.id), ""
+    return Principal(row.user, row.role, frozenset(row.projects), row.id, row.expires_at), ""
 
 
 class TokenCache:
@@ -79,13 +79,16 @@ class TokenCache:
 
     def __init__(self, ttl: float = 2.0) -> None:
         self.ttl = ttl
-        self._entries: dict[str, tuple[float, Principal, datetime | None]] = {}
+        self._entries: dict[str, tuple[float, Principal]] = {}
 
     def cached(self, presented: str) -> Principal | None:
         entry = self._entries.get(presented)
-        if entry is not None and time.monotonic() - entry[0] < self.ttl and (entry[2] is None or entry[2] > datetime.now(timezone.utc)):
-            return entry[1]
-        return None
+        if entry is None or time.monotonic() - entry[0] >= self.ttl:
+            return None
+        principal = entry[1]
+        if principal.expires_at is not None and principal.expires_at <= datetime.now(timezone.utc):
+            return None
+        return principal
 
     def lookup(self, presented: str, database) -> tuple[Principal | None, str]:
         principal = self.cached(presented)
@@ -94,13 +97,12 @@ class TokenCache:
         now = time.monotonic()
         with database.reading() as session:
             principal, why = authenticate(session, presented)
-            expires = session.get(Token, principal.token_id).expires_at if principal else None
         if principal is None:
             self._entries.pop(presented, None)
         else:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[presented] = (now, principal, expires)
+            self._entries[presented] = (now, principal)
         return principal, why
 
 

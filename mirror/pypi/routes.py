@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from mirror.children.devpi import INDEX
-from mirror.policy import Allowlist, Ecosystem, UnknownEnvironment
+from mirror.policy import Allowlist, Ecosystem
 from mirror.pypi.pages import CachedPage, DevpiPages, PageUnavailable
 from mirror.pypi.simple import (
     JSON_V1,

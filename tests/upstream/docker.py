@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.upstream.servers import StoppableProcess, free_port, wait_for
+from tests.upstream.servers import LoopbackServer, StoppableProcess, free_port, wait_for
 
 
 @dataclass
@@ -64,16 +64,12 @@ class DockerEngine(StoppableProcess):
 
 
 @dataclass
-class Registry(StoppableProcess):
+class Registry(LoopbackServer):
     """Debian's docker-registry (CNCF distribution 2.8) serving a folder on a free port."""
 
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def host(self) -> str:

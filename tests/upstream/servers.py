@@ -39,7 +39,7 @@ def wait_for(url: str, timeout: float = 60.0, process: subprocess.Popen | None =
 
 
 class StoppableProcess:
-    """A test server process: `stop()` terminates it and waits."""
+    """A test process: `stop()` terminates it and waits."""
 
     process: subprocess.Popen | None
 
@@ -49,17 +49,23 @@ class StoppableProcess:
             self.process.wait(30)
 
 
+class LoopbackServer(StoppableProcess):
+    """A test server listening on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 @dataclass
-class StaticServer(StoppableProcess):
+class StaticServer(LoopbackServer):
     """`python -m http.server` over a folder: what a plain PyPI-like upstream or mirror serves."""
 
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "StaticServer":
         self.process = subprocess.Popen(
@@ -71,17 +77,13 @@ class StaticServer(StoppableProcess):
 
 
 @dataclass
-class AirlockProcess:
+class AirlockProcess(LoopbackServer):
     """`airlock up` as a user runs it, configured only through AIRLOCK_* variables."""
 
     workdir: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> Path:
