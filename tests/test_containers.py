@@ -164,3 +164,19 @@ def test_sync_containers_prepulls_so_images_survive_an_upstream_outage(registry_
         assert result.returncode == 0, result.stderr
     finally:
         registry_world["upstream"].start()
+
+
+def test_an_upstream_whose_cache_could_not_start_is_503_not_unknown(tmp_path):
+    # docker-registry exits at start when its upstream does not answer: nothing listens on port 9.
+    work = tmp_path / "airlock"
+    (work / "allowlists").mkdir(parents=True)
+    (work / "allowlists" / "containers.yaml").write_text(CONTAINERS_YAML.format(url="http://127.0.0.1:9", pinned="sha256:" + "0" * 64))
+    airlock = AirlockProcess(work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
+                                    "AIRLOCK_PYPI_UPSTREAM": "http://127.0.0.1:9/simple/"}).start()
+    try:
+        response = httpx.get(f"{airlock.url}/v2/prod/mar/{IMAGE}/manifests/20240501")
+        assert response.status_code == 503
+        assert "the registry cache for mar is not running" in response.json()["errors"][0]["message"]
+        assert httpx.get(f"{airlock.url}/v2/prod/other/{IMAGE}/manifests/20240501").status_code == 404
+    finally:
+        airlock.stop()

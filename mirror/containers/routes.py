@@ -77,8 +77,14 @@ def _parse(request: Request, name: str) -> tuple[str, str, str, str, Allowlist, 
     if env not in known:
         return registry_refusal(404, "NAME_UNKNOWN", f"unknown environment {env!r}; known environments: {', '.join(known) or 'none'}", route="v2")
     caches = request.app.state.registry_caches
+    policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
+    configured = (policy_file.context or {}) if policy_file else {}
+    if upstream not in configured:
+        return registry_refusal(404, "NAME_UNKNOWN", f"unknown upstream {upstream!r}; configured in allowlists/containers.yaml: {', '.join(configured) or 'none'}", route="v2")
     if upstream not in caches:
-        return registry_refusal(404, "NAME_UNKNOWN", f"unknown upstream {upstream!r}; configured in allowlists/containers.yaml: {', '.join(caches) or 'none'}", route="v2")
+        # docker-registry will not start while its upstream is unreachable: say so, never "unknown".
+        return registry_refusal(503, "UNAVAILABLE", f"Airlock: the registry cache for {upstream} is not running (it could not reach "
+                                f"{configured[upstream].url} when Airlock started); restart Airlock once the upstream is reachable", route="v2")
     return env, upstream, repository, f"{upstream}/{repository}", allowlist, request.app.state.registry_reach
 
 
