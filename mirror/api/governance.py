@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -12,10 +12,10 @@ from mirror.audit.log import append, as_dict
 from mirror.auth.deps import PrincipalDep, ServiceDep
 from mirror.auth.roles import Permission
 from mirror.auth.tokens import TokenError, create_token, list_tokens, parse_duration, revoke_token
-from mirror.exceptions.models import AllowlistOut, AuditOut, ErrorOut, GateDecisionIn, RuleOut, TokenCreate, TokenOut
+from mirror.exceptions.models import AllowlistOut, AuditOut, ErrorOut, GateDecisionIn, GrantOut, RuleOut, TokenCreate, TokenOut
 from mirror.exceptions.service import ApiError, field_error
 from mirror.policy import Ecosystem, UnknownEnvironment
-from mirror.store.models import AuditRecord
+from mirror.store.models import AuditRecord, ExceptionRequest
 from mirror.observability import GATE_OUTCOMES
 from mirror.webhooks import enqueue
 
@@ -32,7 +32,16 @@ def effective_allowlist(ecosystem: Ecosystem, env: str, request: Request, princi
         rules = list(allowlist.rules(ecosystem, env))
     except UnknownEnvironment as exc:
         raise ApiError(404, str(exc)) from None
-    return AllowlistOut(ecosystem=ecosystem.value, environment=env, generation=allowlist.generation, rules=[
+    lineage = set(allowlist.policy.files[ecosystem].lineage(env))
+    now = datetime.now(timezone.utc)
+    with service.db.reading() as session:
+        granted = session.execute(select(ExceptionRequest).where(
+            ExceptionRequest.ecosystem == ecosystem.value, ExceptionRequest.status == "approved",
+            ExceptionRequest.expires_at > now)).scalars().all()
+        exceptions = [GrantOut(id=str(row.id), package=row.package, versions=row.versions, environments=row.environments,
+                               expires_at=row.expires_at, approved_by=row.decided_by or "?", project=row.project)
+                      for row in granted if lineage & set(row.environments)]
+    return AllowlistOut(ecosystem=ecosystem.value, environment=env, generation=allowlist.generation, exceptions=exceptions, rules=[
         RuleOut(name=rule.name, allows=rule.matcher.description, state=state, rule=str(rule.origin), reason=rule.reason,
                 owner=rule.owner, expires=rule.expiry_text if rule.expires_at else None, channel=rule.channel)
         for rule, state in rules])

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 import httpx
 
 from mirror.progress import Progress
 from mirror.policy import Allowlist, Ecosystem
-from mirror.policy.containers import split_image
+from mirror.policy.containers import allowed_references
 
 MANIFEST_TYPES = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -36,18 +35,9 @@ def sync_images(allowlist: Allowlist, service_url: str, client: httpx.Client, en
     if policy_file is None:
         report.problems.append("no containers allowlist (allowlists/containers.yaml): nothing to sync")
         return report
-    upstreams = policy_file.context or {}
-    references: list[tuple[str, str, str]] = []
+    references = []
     for env in environments or list(policy_file.environments):
-        for rule, state in allowlist.rules(Ecosystem.CONTAINERS, env):
-            if state != "allow":
-                continue
-            upstream, repository = split_image(rule.name)
-            tags = _upstream_tags(client, upstreams[upstream].url, repository, report) if rule.matcher.tags else []
-            for tag in tags:
-                if any(fnmatchcase(tag, glob) for glob in rule.matcher.tags):
-                    references.append((env, rule.name, tag))
-            references += [(env, rule.name, digest) for digest in sorted(rule.matcher.digests)]
+        references += [(env, ref.image, ref.reference) for ref in allowed_references(allowlist, env, lambda url, repo: _upstream_tags(client, url, repo, report))]
     progress = Progress(len(references), 0, "containers sync")
     for env, image, reference in references:
         base = f"{service_url}/v2/{env}/{image}"

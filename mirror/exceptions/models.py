@@ -86,11 +86,25 @@ class RuleOut(BaseModel):
     channel: str | None = None
 
 
+class GrantOut(BaseModel):
+    """An approved exception in force, in the form the policy builds rules from (the gate rebuilds
+    the effective allowlist from its own files plus these)."""
+
+    id: str
+    package: str
+    versions: str | None
+    environments: list[str]
+    expires_at: datetime
+    approved_by: str
+    project: str | None
+
+
 class AllowlistOut(BaseModel):
     ecosystem: str
     environment: str
     generation: int
     rules: list[RuleOut]
+    exceptions: list[GrantOut] = Field(default_factory=list)
 
 
 class AuditOut(BaseModel):

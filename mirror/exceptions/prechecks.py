@@ -17,7 +17,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror.advisories import Advisory, load_advisories
+from mirror.policy.advisories import Advisory, read_advisory_folder
 from mirror.children.devpi import INDEX
 from mirror.pypi.simple import JSON_V1, parse_devpi_page, parse_filename
 
@@ -27,6 +27,18 @@ POPULAR = ("numpy", "pandas", "requests", "scipy", "scikit-learn", "matplotlib",
            "django", "jupyter", "jupyterlab", "xgboost", "lightgbm", "catboost", "mlflow", "azure-identity",
            "azure-ai-ml", "azure-storage-blob", "openai", "langchain", "pillow", "opencv-python", "sqlalchemy",
            "cryptography", "certifi", "idna", "six", "python-dateutil", "pytz", "protobuf", "grpcio", "psutil")
+
+
+_advisory_cache: dict[Path, tuple[tuple, dict[str, list[Advisory]]]] = {}
+
+
+def load_advisories(folder: Path) -> dict[str, list[Advisory]]:
+    """The advisory folder, re-read only when one of its files changed."""
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*.json")))
+    cached = _advisory_cache.get(folder)
+    if cached is None or cached[0] != stamp:
+        cached = _advisory_cache[folder] = (stamp, read_advisory_folder(folder))
+    return cached[1]
 
 
 _CLIENT = httpx.Client(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=8))

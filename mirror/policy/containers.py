@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from mirror.policy.interface import Ecosystem, ExceptionGrant, VersionMatcher
 from mirror.policy.schema import (
@@ -18,6 +18,9 @@ from mirror.policy.schema import (
     read_upstreams,
 )
 from mirror.policy.yamlsource import SourceDocument
+
+if TYPE_CHECKING:
+    from mirror.policy.allowlist import Allowlist
 
 # OCI distribution spec: path components of lowercase alphanumerics joined by separators.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -139,3 +142,37 @@ class ContainersSchema(EntrySchema):
         if not _TAG_GLOB.match(reference):
             raise ValueError(f"invalid tag glob or digest {reference!r}")
         return Target(grant.package, ImageReferences((reference,), frozenset()))
+
+
+class AllowedReference(NamedTuple):
+    image: str
+    """`upstream/repository` as in containers.yaml."""
+    upstream: RegistryUpstream
+    repository: str
+    reference: str
+    """A tag or a `sha256:` digest."""
+    rule: str
+    """FILE:LINE or exception id."""
+
+
+def allowed_references(allowlist: "Allowlist", env: str, list_tags: Callable[[str, str], list[str]]) -> list[AllowedReference]:
+    """Every concrete image reference the environment allows: pinned digests, and the tags an
+    upstream lists (`list_tags(upstream_url, repository)`, which may raise) that a tag glob admits.
+    Pure given `list_tags`: the sync and the gate's base-image check both enumerate through here."""
+    policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
+    if policy_file is None:
+        return []
+    upstreams: dict[str, RegistryUpstream] = policy_file.context or {}
+    found: list[AllowedReference] = []
+    for rule, state in allowlist.rules(Ecosystem.CONTAINERS, env):
+        if state != "allow" or not isinstance(rule.matcher, ImageReferences):
+            continue
+        upstream_name, repository = split_image(rule.name)
+        upstream = upstreams.get(upstream_name)
+        if upstream is None:
+            continue
+        tags = list_tags(upstream.url, repository) if rule.matcher.tags else []
+        found += [AllowedReference(rule.name, upstream, repository, tag, str(rule.origin))
+                  for tag in tags if any(fnmatchcase(tag, glob) for glob in rule.matcher.tags)]
+        found += [AllowedReference(rule.name, upstream, repository, digest, str(rule.origin)) for digest in sorted(rule.matcher.digests)]
+    return found

@@ -75,7 +75,7 @@ def load_policy_files(sources: Iterable[tuple[str, str]], now: datetime) -> Poli
         base = os.path.basename(name)
         if base == GATE_FILE:
             gate = read_gate_policy(document, collected)
-        elif base == WAIVERS_FILE:
+        elif base == WAIVERS_FILE or base.endswith(("-waivers.yaml", "_waivers.yaml", "waivers.yml")):
             waivers = read_waivers(document, collected, now)
         else:
             policy_file = _read_ecosystem_file(document, collected, now)

@@ -1,7 +1,7 @@
 """OSV advisories (the format of the GitHub Advisory Database and osv.dev), read from a folder.
 
-The same folder feeds the exception pre-checks here and `airlock-gate db build`, so a request is
-judged with the advisory data the gate will later scan with.
+The same folder feeds the exception pre-checks and `airlock-gate db build`, so a request is judged
+with the advisory data the gate will later scan with. Pure reading: callers cache.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from cvss import CVSS3, CVSSError
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -25,6 +26,8 @@ class Advisory:
     ranges: tuple[tuple[str | None, str | None, str | None], ...]
     """(introduced, fixed, last_affected) intervals."""
     versions: frozenset[str]
+    details: str = ""
+    references: tuple[str, ...] = ()
 
     def affects(self, version: str) -> bool:
         if version in self.versions:
@@ -69,6 +72,15 @@ def severity_of(document: dict) -> str:
     specific = (document.get("database_specific") or {}).get("severity")
     if isinstance(specific, str) and specific.upper() in ("LOW", "MEDIUM", "MODERATE", "HIGH", "CRITICAL"):
         return "MEDIUM" if specific.upper() == "MODERATE" else specific.upper()
+    # PYSEC and other OSV sources carry only a CVSS vector: rate it as NVD would.
+    for item in document.get("severity") or []:
+        vector = item.get("score", "") if isinstance(item, dict) else ""
+        if item.get("type") in ("CVSS_V3", "CVSS_V4") and vector.startswith("CVSS:3"):
+            try:
+                rating = CVSS3(vector).severities()[0].upper()
+            except CVSSError:
+                continue
+            return "UNKNOWN" if rating == "NONE" else rating
     return "UNKNOWN"
 
 
@@ -87,33 +99,20 @@ def parse_osv(document: dict) -> list[Advisory]:
             id=document["id"], aliases=tuple(document.get("aliases", [])), summary=document.get("summary", ""),
             severity=severity_of(document), package=canonicalize_name(package["name"]),
             ranges=tuple(ranges), versions=frozenset(affected.get("versions", [])),
+            details=document.get("details", ""), references=tuple(r["url"] for r in document.get("references", []) if r.get("url")),
         ))
     return found
 
 
-_loaded: dict[Path, tuple[tuple, dict[str, list[Advisory]]]] = {}
-
-
-def load_advisories(folder: Path) -> dict[str, list[Advisory]]:
-    """Advisories by normalised package name, re-read only when a file changed; unreadable files
-    raise ValueError naming the file."""
-    files = sorted(folder.rglob("*.json"))
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-    cached = _loaded.get(folder)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    by_package = _read_advisories(files)
-    _loaded[folder] = (stamp, by_package)
-    return by_package
-
-
-def _read_advisories(files: list[Path]) -> dict[str, list[Advisory]]:
+def read_advisory_folder(folder: Path) -> dict[str, list[Advisory]]:
+    """Advisories by normalised package name from every `*.json` below `folder`; an unreadable
+    file raises ValueError naming it."""
     by_package: dict[str, list[Advisory]] = {}
-    for path in files:
+    for path in sorted(folder.rglob("*.json")):
         try:
             document = json.loads(path.read_text())
             advisories = parse_osv(document)
-        except (OSError, ValueError, KeyError, InvalidVersion) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidVersion) as exc:
             raise ValueError(f"{path}: not a readable OSV advisory ({exc})") from None
         for advisory in advisories:
             by_package.setdefault(advisory.package, []).append(advisory)

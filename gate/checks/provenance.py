@@ -1,0 +1,32 @@
+"""Every Python and conda package added above the allowed base must be allowed for the environment,
+by the allowlist files or an approved exception: this keeps unvetted packages out of production."""
+
+from __future__ import annotations
+
+from gate.interface import Check, Finding, GateContext, Level
+from mirror.policy import Ecosystem, UnknownEnvironment
+
+_ECOSYSTEM = {"python": Ecosystem.PYPI, "conda": Ecosystem.CONDA}
+
+
+class ProvenanceCheck(Check):
+    name = "provenance"
+
+    def run(self, context: GateContext) -> list[Finding]:
+        findings = []
+        for package in sorted(context.facts.packages, key=lambda p: (p.kind, p.name.lower(), p.version)):
+            base = dict(check=self.name, package=package.name, version=package.version, path=package.path, layer=package.layer,
+                        title=f"{package.kind} package {package.name} {package.version}")
+            if package.layer is not None and package.layer in context.base_layers:
+                findings.append(Finding(level=Level.INFO, reason="part of the allowed base image (vetted with it)", **base))
+                continue
+            ecosystem = _ECOSYSTEM[package.kind]
+            try:
+                decision = context.allowlist.decide(ecosystem, context.environment, package.name, package.version, package.build)
+            except UnknownEnvironment:
+                findings.append(Finding(level=Level.FAIL, reason=(
+                    f"there is no {ecosystem.value} allowlist for {context.environment}: nothing {ecosystem.value} can be vetted; "
+                    f"declare the environment in {ecosystem.value}.yaml"), **base))
+                continue
+            findings.append(Finding(level=Level.INFO if decision.allowed else Level.FAIL, reason=decision.reason, rule=decision.rule, **base))
+        return findings

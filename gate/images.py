@@ -1,0 +1,122 @@
+"""The image to judge: a local engine reference, a registry reference, or an archive.
+
+Each becomes an archive Trivy scans (`--input`), and each knows how to discard itself when the
+gate fails it: removed from the engine, its manifest deleted from the registry (by digest), the
+archive file removed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gate.interface import GateError
+from gate.registry import MANIFEST_ACCEPT, RegistryClient, registry_base_url
+
+ENGINE_TIMEOUT = 300
+
+
+def split_reference(reference: str) -> tuple[str | None, str, str]:
+    """`host:5000/team/app:1.2` -> ("host:5000", "team/app", "1.2"); a digest replaces the tag.
+    The first segment is a registry host when it has a dot or a port or is `localhost` (Docker's rule)."""
+    name, at, digest = reference.partition("@")
+    first, slash, rest = name.partition("/")
+    host = first if slash and ("." in first or ":" in first or first == "localhost") else None
+    path = rest if host else name
+    repository, colon, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "latest")
+    return host, repository, digest if at else tag
+
+
+@dataclass
+class ImageSource:
+    reference: str
+    archive: Path
+    kind: str
+    """`engine`, `registry` or `archive`."""
+    digest: str | None = None
+    """Registry manifest digest when known (what a deployment pulls)."""
+    _engine: object | None = field(default=None, repr=False)
+
+    def discard(self, registry: RegistryClient) -> list[str]:
+        """Remove the image everywhere the gate got it from; returns what was removed. A step that
+        fails is reported, not hidden: the caller puts it in the audit record and the output."""
+        removed: list[str] = []
+        if self.kind in ("engine", "registry") and self._engine is not None:
+            try:
+                self._engine.images.remove(self.reference, force=True)
+                removed.append(f"engine:{self.reference}")
+            except Exception as exc:  # docker.errors.* or a dropped connection
+                removed.append(f"engine:{self.reference} NOT removed ({exc.__class__.__name__}: {str(exc)[:200]})")
+        if self.kind == "registry":
+            host, repository, tag = split_reference(self.reference)
+            try:
+                digest = registry.delete_manifest(host or "docker.io", repository, self.digest or tag)
+                removed.append(f"registry:{host}/{repository}@{digest}")
+            except GateError as exc:
+                removed.append(f"registry:{host}/{repository} NOT removed ({exc})")
+        if self.kind == "archive":
+            try:
+                self.archive.unlink()
+                removed.append(f"archive:{self.archive}")
+            except OSError as exc:
+                removed.append(f"archive:{self.archive} NOT removed ({exc.strerror})")
+        return removed
+
+
+def from_archive(path: Path) -> ImageSource:
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise GateError(f"cannot read the image archive {path}: give a docker-archive or OCI tar (docker save IMAGE -o FILE)")
+    return ImageSource(str(path), path, "archive")
+
+
+def _engine():
+    import docker  # the Docker SDK; imported here so archive scans need no engine
+
+    try:
+        client = docker.from_env(timeout=ENGINE_TIMEOUT)
+        client.ping()
+    except Exception as exc:  # DockerException, connection errors
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise GateError(f"Docker engine unreachable at {where} ({exc.__class__.__name__}): start it or set DOCKER_HOST") from None
+    return client
+
+
+def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> ImageSource:
+    """A local image; a reference naming a registry host is pulled first, so the gate judges what
+    the registry holds (and can delete it there)."""
+    import docker
+
+    client = _engine()
+    host, repository, tag = split_reference(reference)
+    kind = "registry" if host else "engine"
+    digest = None
+    try:
+        if host:
+            client.images.pull(reference)  # the SDK reads the tag or digest from the reference
+            digest = _registry_digest(registry, host, repository, tag)
+        image = client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        raise GateError(f"no image {reference} in the Docker engine: build it first, or give --input image.tar") from None
+    except docker.errors.APIError as exc:
+        raise GateError(f"cannot get {reference} from {'the registry' if host else 'the engine'}: {exc.explanation or exc}") from None
+    archive = workdir / "image.tar"
+    try:
+        with open(archive, "wb") as handle:
+            for chunk in image.save(named=True):
+                handle.write(chunk)
+    except (docker.errors.APIError, OSError) as exc:
+        raise GateError(f"cannot export {reference} from the engine ({exc.__class__.__name__}): {str(exc)[:200]}") from None
+    return ImageSource(reference, archive, kind, digest, client)
+
+
+def _registry_digest(registry: RegistryClient, host: str, repository: str, tag: str) -> str | None:
+    if tag.startswith("sha256:"):
+        return tag
+    try:
+        response = registry.client.head(f"{registry_base_url(host)}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
+    except httpx.HTTPError:
+        return None
+    return response.headers.get("Docker-Content-Digest")

@@ -1,0 +1,64 @@
+"""Where a decision goes besides the terminal: the hash-chained audit log and the server.
+
+Without `--server` the record is appended to the local audit log (the database in
+AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL, same chain `airlock audit verify` checks). With `--server`
+the server records it, audits it and sends the webhooks; the local log gets it as well, so the
+CI machine's own trail is complete either way.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import asdict
+from typing import Any
+
+from gate.interface import Verdict
+
+
+def ci_identity(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Who ran the gate: the CI run (GitHub Actions / Azure Pipelines variables) or the local user."""
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_ACTIONS") == "true":
+        run_url = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env.get('GITHUB_RUN_ID', '')}"
+        return {"system": "github-actions", "repository": env.get("GITHUB_REPOSITORY"), "workflow": env.get("GITHUB_WORKFLOW"),
+                "run_id": env.get("GITHUB_RUN_ID"), "run_attempt": env.get("GITHUB_RUN_ATTEMPT"), "commit": env.get("GITHUB_SHA"),
+                "ref": env.get("GITHUB_REF"), "actor": env.get("GITHUB_ACTOR"), "url": run_url}
+    if env.get("TF_BUILD", "").lower() == "true":
+        return {"system": "azure-pipelines", "repository": env.get("BUILD_REPOSITORY_NAME"), "project": env.get("SYSTEM_TEAMPROJECT"),
+                "pipeline": env.get("BUILD_DEFINITIONNAME"), "run_id": env.get("BUILD_BUILDID"), "run_number": env.get("BUILD_BUILDNUMBER"),
+                "commit": env.get("BUILD_SOURCEVERSION"), "ref": env.get("BUILD_SOURCEBRANCH"), "actor": env.get("BUILD_REQUESTEDFOR"),
+                "url": f"{env.get('SYSTEM_COLLECTIONURI', '')}{env.get('SYSTEM_TEAMPROJECT', '')}/_build/results?buildId={env.get('BUILD_BUILDID', '')}"}
+    return {"system": "local", "user": getpass.getuser(), "host": socket.gethostname()}
+
+
+def actor_of(ci: dict[str, Any]) -> str:
+    if ci["system"] == "local":
+        return f"gate:{ci['user']}@{ci['host']}"
+    return f"gate:{ci['system']}:{ci.get('repository') or '?'}#{ci.get('run_id') or '?'}"
+
+
+def decision_body(verdict: Verdict, ci: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`{image, digest, environment, decision, findings, ci}` as DESIGN.md's gate contract says."""
+    return {"image": verdict.reference, "digest": verdict.digest, "environment": verdict.environment,
+            "decision": verdict.outcome.value, "cause": verdict.cause, "discarded": list(verdict.discarded),
+            "findings": [{k: v for k, v in asdict(f).items() if v is not None} | {"level": f.level.value} for f in verdict.findings],
+            "ci": ci, **extra}
+
+
+def append_local(body: dict[str, Any], actor: str) -> int:
+    """Append to the local hash-chained audit log; returns the record's sequence number."""
+    from mirror.audit.log import append
+    from mirror.settings import load_settings
+    from mirror.store.db import Database
+
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.resolved_database_url)
+    try:
+        database.migrate()
+        with database.transaction() as session:
+            return append(session, actor, "gate.decision", body["image"], body).seq
+    finally:
+        database.dispose()

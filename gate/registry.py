@@ -1,0 +1,73 @@
+"""The few Docker Registry HTTP API v2 calls the gate makes: read a base image's layers, list tags,
+delete a failed image's manifest by digest."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from gate.interface import GateError
+
+MANIFEST_ACCEPT = ", ".join((
+    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
+))
+_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def registry_base_url(host: str) -> str:
+    """Docker talks plain HTTP to loopback registries and HTTPS to the rest; so does the gate."""
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    plain = name in ("localhost", "[::1]") or name.startswith("127.")
+    return f"{'http' if plain else 'https'}://{host}"
+
+
+class RegistryClient:
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def _get(self, url: str, **headers: str) -> httpx.Response:
+        try:
+            response = self.client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise GateError(f"registry unreachable: GET {url} failed ({exc.__class__.__name__})") from None
+        if response.status_code != 200:
+            raise GateError(f"registry answered HTTP {response.status_code} to GET {url}")
+        return response
+
+    def tags(self, base_url: str, repository: str) -> list[str]:
+        return list(self._get(f"{base_url}/v2/{repository}/tags/list").json().get("tags") or [])
+
+    def diff_ids(self, base_url: str, repository: str, reference: str) -> tuple[str, tuple[str, ...]]:
+        """(manifest digest, layer diff IDs) of an image; an index resolves to its linux/amd64 entry."""
+        response = self._get(f"{base_url}/v2/{repository}/manifests/{reference}", Accept=MANIFEST_ACCEPT)
+        digest = response.headers.get("Docker-Content-Digest", reference)
+        manifest = response.json()
+        if manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
+            platform = next((m for m in manifest.get("manifests", [])
+                             if m.get("platform", {}).get("os") == "linux" and m.get("platform", {}).get("architecture") == "amd64"), None)
+            if platform is None:
+                raise GateError(f"{base_url}/v2/{repository}:{reference} has no linux/amd64 image")
+            return digest, self.diff_ids(base_url, repository, platform["digest"])[1]
+        config_digest = (manifest.get("config") or {}).get("digest")
+        if not config_digest:
+            raise GateError(f"{base_url}/v2/{repository}:{reference}: manifest without a config")
+        config = json.loads(self._get(f"{base_url}/v2/{repository}/blobs/{config_digest}").content)
+        return digest, tuple(config.get("rootfs", {}).get("diff_ids") or ())
+
+    def delete_manifest(self, host: str, repository: str, tag_or_digest: str) -> str:
+        """Delete by digest (registries refuse deletes by tag); returns the digest deleted."""
+        base = registry_base_url(host)
+        try:
+            head = self.client.head(f"{base}/v2/{repository}/manifests/{tag_or_digest}", headers={"Accept": MANIFEST_ACCEPT})
+            digest = head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
+            if digest is None:
+                raise GateError(f"cannot delete {host}/{repository}:{tag_or_digest} from the registry: HEAD answered HTTP {head.status_code}")
+            response = self.client.delete(f"{base}/v2/{repository}/manifests/{digest}")
+        except httpx.HTTPError as exc:
+            raise GateError(f"cannot delete {host}/{repository} from the registry ({exc.__class__.__name__})") from None
+        if response.status_code not in (200, 202, 404):
+            raise GateError(f"registry refused to delete {host}/{repository}@{digest}: HTTP {response.status_code} "
+                            "(enable deletes: storage.delete.enabled in the registry's config)")
+        return digest

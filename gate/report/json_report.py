@@ -1,0 +1,37 @@
+"""`--format json`: one object, schema `airlock-gate/1` (documented in the README)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+from gate.interface import Verdict
+
+SCHEMA = "airlock-gate/1"
+
+
+def as_document(verdict: Verdict) -> dict[str, Any]:
+    facts = verdict.facts
+    counts = Counter((f.check, f.level.value) for f in verdict.findings)
+    return {
+        "schema": SCHEMA,
+        "image": verdict.reference,
+        "environment": verdict.environment,
+        "decision": verdict.outcome.value,
+        "exit_code": verdict.outcome.exit_code,
+        "cause": verdict.cause,
+        "digest": verdict.digest,
+        "image_id": facts.image_id if facts else None,
+        "scanner": facts.scanner if facts else None,
+        "layers": list(facts.diff_ids) if facts else [],
+        "summary": {f"{check}.{level}": n for (check, level), n in sorted(counts.items())},
+        "findings": [{k: v for k, v in asdict(f).items() if v is not None} | {"level": f.level.value} for f in verdict.findings],
+        "discarded": list(verdict.discarded),
+        "audit_id": verdict.audit_id,
+    }
+
+
+def to_json(verdict: Verdict) -> str:
+    return json.dumps(as_document(verdict), indent=2) + "\n"
