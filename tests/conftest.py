@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,3 +54,24 @@ def api_world(request, tmp_path_factory):
     world = start_api_world(tmp_path_factory.mktemp(f"api-{request.param}"), request.param)
     yield world
     world.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory):
+    """One real Docker engine (vfs storage, no iptables) for every container and gate test."""
+    from tests.upstream.docker import DockerEngine
+
+    engine = DockerEngine(tmp_path_factory.mktemp("docker")).start()
+    yield engine
+    engine.stop()
+
+
+SARIF_SCHEMA = Path(sys.prefix) / "share" / "airlock" / "sarif-schema-2.1.0.json"
+
+
+@pytest.fixture(scope="session")
+def sarif_schema() -> dict:
+    """The official SARIF 2.1.0 schema (OASIS, rtm.5), which scripts/test installs from npm."""
+    if not SARIF_SCHEMA.is_file():
+        pytest.fail(f"{SARIF_SCHEMA} is missing: run scripts/test, which installs it (tests have no internet)")
+    return json.loads(SARIF_SCHEMA.read_text())

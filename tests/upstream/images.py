@@ -1,0 +1,77 @@
+"""Solution images as the gate sees them, built with the real engine and nothing pulled.
+
+Python packages are laid out as pip installs them (`NAME-VERSION.dist-info` with METADATA, RECORD,
+INSTALLER, WHEEL, plus the module); secrets are files a careless build would copy in.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.upstream.docker import DockerEngine
+
+SITE = "/usr/local/lib/python3.11/site-packages"
+
+
+def dist_info(root: Path, name: str, version: str) -> None:
+    """Write one installed distribution under `root` (a site-packages folder)."""
+    module = name.replace("-", "_").lower()
+    info = root / f"{module}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (root / module).mkdir(exist_ok=True)
+    (root / module / "__init__.py").write_text(f'__version__ = "{version}"\n')
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test package {name}\n")
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text(f"{module}/__init__.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+
+
+def build_image(engine: DockerEngine, tag: str, context: Path, packages: list[tuple[str, str]] = (),
+                files: dict[str, str] | None = None, base: str | None = None) -> str:
+    """An image FROM `base` (default scratch + static busybox) adding packages, then files, each
+    in its own layer; returns the tag."""
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    lines = [f"FROM {base}" if base else "FROM scratch"]
+    if base is None:
+        shutil.copy("/usr/bin/busybox", context / "busybox")
+        lines.append("COPY busybox /bin/busybox")
+    if packages:
+        for name, version in packages:
+            dist_info(context / "site", name, version)
+        lines.append(f"COPY site {SITE}/")
+    for number, (path, text) in enumerate((files or {}).items()):
+        (context / f"file{number}").write_text(text)
+        lines.append(f"COPY file{number} {path}")
+    lines.append('CMD ["/bin/busybox", "sh"]')
+    (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+    engine.docker("build", "-q", "-t", tag, str(context))
+    return tag
+
+
+def osv(advisory_id: str, package: str, fixed: str, severity: str, cve: str | None = None, summary: str = "") -> dict:
+    return {
+        "id": advisory_id, "aliases": [cve] if cve else [], "summary": summary or f"{package} before {fixed} is vulnerable",
+        "details": f"Upgrade {package} to {fixed}.",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": package},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+        "database_specific": {"severity": severity},
+        "references": [{"type": "ADVISORY", "url": f"https://osv.dev/vulnerability/{advisory_id}"}],
+    }
+
+
+# Realistic-looking, never valid: shaped so Trivy's built-in rules recognise them.
+PRIVATE_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+    "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+    "LxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo\n"
+    "-----END RSA PRIVATE KEY-----\n"
+)
+CLOUD_TOKENS = (
+    'AWS_ACCESS_KEY_ID = "AKIAZ3MSJV4WRSZWQFVG"\n'
+    'AWS_SECRET_ACCESS_KEY = "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"\n'
+    'GITHUB_TOKEN = "ghp_R8sJq2LmV5wX1tY7uZ3aB9cD4eF6gH0iK2Lm"\n'
+)
