@@ -46,7 +46,6 @@ def _report_format(path: Path, default: str) -> str:
 
 
 def run_scan_command(args: argparse.Namespace) -> int:
-    from gate.report import FORMATTERS
     from gate.scan import ScanRequest, run_scan
 
     if (args.image is None) == (args.input is None):
@@ -62,6 +61,8 @@ def run_scan_command(args: argparse.Namespace) -> int:
                           timeout=args.timeout, sbom=sbom)
     print(f"airlock-gate: scanning {args.image or args.input} for {args.env} ...", file=sys.stderr)
     verdict = run_scan(request)
+    from gate.report import FORMATTERS
+
     sys.stdout.write(FORMATTERS[args.format](verdict))
     for path in args.report:
         path.write_text(FORMATTERS[_report_format(path, args.format)](verdict))
@@ -73,7 +74,7 @@ def run_scan_command(args: argparse.Namespace) -> int:
 
 
 def run_db_build(args: argparse.Namespace) -> int:
-    from gate.vulndb import DbBuildError, build_db
+    from gate.vulndb.build import DbBuildError, build_db
 
     print(f"airlock-gate: building a Trivy DB from {args.advisories} ...", file=sys.stderr)
     try:

@@ -66,12 +66,6 @@ class ImageSource:
         return removed
 
 
-def from_archive(path: Path) -> ImageSource:
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise GateError(f"cannot read the image archive {path}: give a docker-archive or OCI tar (docker save IMAGE -o FILE)")
-    return ImageSource(str(path), path, "archive")
-
-
 def _engine():
     import docker  # the Docker SDK; imported here so archive scans need no engine
 

@@ -108,6 +108,18 @@ class Finding:
     rule: str | None = None
     """The allowlist rule, waiver or base image it rests on (FILE:LINE or exception id)."""
 
+    def as_dict(self) -> dict[str, str]:
+        """The fields that are set, for JSON and the audit record (a fast `asdict`: images carry thousands)."""
+        found = {"check": self.check, "level": self.level.value, "title": self.title, "reason": self.reason}
+        for name in _OPTIONAL_FINDING_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                found[name] = value
+        return found
+
+
+_OPTIONAL_FINDING_FIELDS = ("package", "version", "id", "severity", "path", "layer", "rule")
+
 
 @dataclass(frozen=True)
 class BaseImage:

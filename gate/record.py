@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from dataclasses import asdict
 from typing import Any
 
 from gate.interface import Verdict
@@ -43,22 +42,38 @@ def decision_body(verdict: Verdict, ci: dict[str, Any], extra: dict[str, Any]) -
     """`{image, digest, environment, decision, findings, ci}` as DESIGN.md's gate contract says."""
     return {"image": verdict.reference, "digest": verdict.digest, "environment": verdict.environment,
             "decision": verdict.outcome.value, "cause": verdict.cause, "discarded": list(verdict.discarded),
-            "findings": [{k: v for k, v in asdict(f).items() if v is not None} | {"level": f.level.value} for f in verdict.findings],
+            "findings": [f.as_dict() for f in verdict.findings],
             "ci": ci, **extra}
 
 
-def append_local(body: dict[str, Any], actor: str) -> int:
-    """Append to the local hash-chained audit log; returns the record's sequence number."""
-    from mirror.audit.log import append
-    from mirror.settings import load_settings
-    from mirror.store.db import Database
+class AuditSink:
+    """The local hash-chained audit log (the database in AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL).
 
-    settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.resolved_database_url)
-    try:
+    `open` (import the driver, migrate) may run early, while Trivy scans; `append` opens it if that
+    did not happen, so a record is written on every path.
+    """
+
+    def __init__(self) -> None:
+        self._database = None
+
+    def open(self) -> None:
+        if self._database is not None:
+            return
+        from mirror.settings import load_settings
+        from mirror.store.db import Database
+
+        database = Database(load_settings().resolved_database_url)
         database.migrate()
-        with database.transaction() as session:
-            return append(session, actor, "gate.decision", body["image"], body).seq
-    finally:
-        database.dispose()
+        self._database = database
+
+    def append(self, body: dict[str, Any], actor: str) -> int:
+        """Append one `gate.decision` record; returns its sequence number."""
+        from mirror.audit.log import append
+
+        self.open()
+        try:
+            with self._database.transaction() as session:
+                return append(session, actor, "gate.decision", body["image"], body).seq
+        finally:
+            self._database.dispose()
+            self._database = None

@@ -6,22 +6,24 @@ a failing image is discarded before the verdict is reported, and the verdict is 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-
-from gate.checks import ALL_CHECKS, match_base
-from gate.images import ImageSource, from_archive, from_engine
 from gate.interface import BaseImage, Finding, GateContext, GateError, ImageFacts, Outcome, Verdict, decide
-from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
-from gate.record import actor_of, append_local, ci_identity, decision_body
-from gate.registry import RegistryClient
-from gate.scanner import Trivy, find_trivy
-from gate.vulndb import StaleDatabase, check_db
-from mirror.policy import Allowlist, Ecosystem
-from mirror.policy.containers import allowed_references
+from gate.record import AuditSink, actor_of, ci_identity, decision_body
+from gate.scanner.trivy import Trivy, find_trivy
+from gate.vulndb.freshness import StaleDatabase, check_db
+
+# Only light modules above: for an archive, Trivy starts before the rest (policy, HTTP, database
+# drivers: ~0.4 s of imports) is loaded, so that work overlaps the scan instead of adding to it.
+if TYPE_CHECKING:
+    from gate.images import ImageSource
+    from gate.policy_source import GatePolicyInputs, ServerClient
+    from gate.registry import RegistryClient
+    from mirror.policy import Allowlist
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class ScanRequest:
 def allowed_bases(allowlist: Allowlist, env: str, registry: RegistryClient) -> tuple[BaseImage, ...] | None:
     """The environment's allowed base images with their layers, read from their upstream registries;
     None when there is no containers.yaml (the check is then not configured)."""
+    from mirror.policy import Ecosystem
+    from mirror.policy.containers import allowed_references
+
     if Ecosystem.CONTAINERS not in allowlist.policy.files:
         return None
     bases = []
@@ -54,6 +59,8 @@ def allowed_bases(allowlist: Allowlist, env: str, registry: RegistryClient) -> t
 
 
 def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient, db_age) -> list[Finding]:
+    from gate.checks import ALL_CHECKS, match_base
+
     bases = allowed_bases(policy.allowlist, request.environment, registry)
     matched = match_base(facts.diff_ids, bases) if bases else None
     context = GateContext(request.environment, facts, policy.allowlist, policy.thresholds, policy.waivers, bases, db_age,
@@ -64,44 +71,70 @@ def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, reg
     return findings
 
 
-def run_scan(request: ScanRequest, http: httpx.Client | None = None) -> Verdict:
-    http = http or httpx.Client(timeout=60, follow_redirects=True)
-    registry = RegistryClient(http)
-    server = ServerClient(request.server, request.token, http) if request.server else None
+def _readable_archive(path: Path) -> Path:
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise GateError(f"cannot read the image archive {path}: give a docker-archive or OCI tar (docker save IMAGE -o FILE)")
+    return path
+
+
+def run_scan(request: ScanRequest) -> Verdict:
     reference = request.image or str(request.archive)
     source: ImageSource | None = None
+    server: ServerClient | None = None
+    scan = None
+    audit = AuditSink()
     with tempfile.TemporaryDirectory(prefix="airlock-gate-") as workdir:
+        raw = request.trivy_report or Path(workdir) / "trivy.json"
         try:
+            trivy = Trivy(find_trivy(request.trivy), timeout=request.timeout)
+            if request.archive:
+                # A problem found while Trivy runs stops it (the `finally` below).
+                scan = trivy.start_scan(_readable_archive(request.archive), request.db, raw)
+            import httpx
+
+            from gate.images import ImageSource, from_engine
+            from gate.policy_source import ServerClient, load_gate_policy
+            from gate.registry import RegistryClient
+
+            http = httpx.Client(timeout=60, follow_redirects=True)
+            registry = RegistryClient(http)
+            server = ServerClient(request.server, request.token, http) if request.server else None
             policy = load_gate_policy(request.allowlists, request.waivers, request.environment, server)
             try:
                 db_state = check_db(request.db, policy.thresholds.max_db_age)
             except StaleDatabase as exc:
                 raise GateError(str(exc)) from None
-            trivy = Trivy(find_trivy(request.trivy), timeout=request.timeout)
-            source = from_archive(request.archive) if request.archive else from_engine(request.image, Path(workdir), registry)
-            raw = request.trivy_report or Path(workdir) / "trivy.json"
-            facts = trivy.scan(source.archive, request.db, raw)
+            if scan is None:
+                source = from_engine(request.image, Path(workdir), registry)
+                scan = trivy.start_scan(source.archive, request.db, raw)
+            else:
+                source = ImageSource(str(request.archive), request.archive, "archive")
+            audit.open()  # while Trivy scans: the database is ready when the verdict is
+            facts = trivy.finish_scan(scan, raw)
             if request.sbom:
                 trivy.sbom(raw, request.sbom)
             findings = judge(request, policy, facts, registry, db_state.age)
         except GateError as exc:
             verdict = Verdict(Outcome.UNDECIDED, reference, request.environment, source.digest if source else None, (), cause=str(exc))
-            return _record(verdict, server)
+            return _record(verdict, server, audit)
+        finally:
+            if scan is not None:
+                scan.stop()
         outcome = decide(findings)
         digest = source.digest or facts.image_id
         verdict = Verdict(outcome, reference, request.environment, digest, tuple(findings), facts=facts)
         if outcome is Outcome.FAIL:
             verdict = replace(verdict, discarded=tuple(source.discard(registry)))
-        return _record(verdict, server, {"image_id": facts.image_id, "layers": list(facts.diff_ids), "scanner": facts.scanner,
-                                         "policy": list(policy.sources), "db_updated_at": db_state.updated_at.isoformat()})
+        return _record(verdict, server, audit, {"image_id": facts.image_id, "layers": list(facts.diff_ids), "scanner": facts.scanner,
+                                                "policy": list(policy.sources), "db_updated_at": db_state.updated_at.isoformat()})
 
 
-def _record(verdict: Verdict, server: ServerClient | None, extra: dict | None = None) -> Verdict:
+def _record(verdict: Verdict, server: ServerClient | None, audit: AuditSink, extra: dict | None = None) -> Verdict:
     """Audit locally, then report to the server. A decision that cannot be recorded cannot deploy."""
     ci = ci_identity()
     body = decision_body(verdict, ci, extra or {})
     try:
-        audit_id = append_local(body, actor_of(ci))
+        audit_id = audit.append(body, actor_of(ci))
     except Exception as exc:  # any database error: the record is what must not be lost
         return replace(verdict, outcome=Outcome.UNDECIDED if verdict.outcome is Outcome.PASS else verdict.outcome,
                        cause=f"the decision could not be written to the local audit log ({exc.__class__.__name__}: {str(exc)[:200]}); "

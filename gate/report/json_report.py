@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
 from gate.interface import Verdict
@@ -27,7 +26,7 @@ def as_document(verdict: Verdict) -> dict[str, Any]:
         "scanner": facts.scanner if facts else None,
         "layers": list(facts.diff_ids) if facts else [],
         "summary": {f"{check}.{level}": n for (check, level), n in sorted(counts.items())},
-        "findings": [{k: v for k, v in asdict(f).items() if v is not None} | {"level": f.level.value} for f in verdict.findings],
+        "findings": [f.as_dict() for f in verdict.findings],
         "discarded": list(verdict.discarded),
         "audit_id": verdict.audit_id,
     }

