@@ -23,7 +23,7 @@ from mirror.exceptions.service import ExceptionService
 from mirror.observability import LogContext
 from mirror.policy import Allowlist, Ecosystem, InvalidAllowlist
 from mirror.settings import Settings
-from mirror.store.db import Database
+from mirror.store.db import Database, DatabaseUnavailable
 from mirror.webhooks import WebhookSender
 
 log = logging.getLogger("airlock")
@@ -101,7 +101,11 @@ def build_exception_service(settings: Settings, database: Database, devpi_url: s
 def run_service(settings: Settings) -> int:
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = open_database(settings)
+    try:
+        database = open_database(settings)
+    except DatabaseUnavailable as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return 1
     devpi = DevpiServer(settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout)
     conda_sync = BackgroundCondaSync(settings)
     try:

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".airlock"), description="state: database, devpi server dir, conda channels, logs")
     allowlists: Path = Field(Path("allowlists"), description="folder of allowlist files")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir")
+    database_password_file: Path | None = Field(None, description="file holding the database password (a Docker/compose secret), kept out of the URL")
     pypi_upstream: str = Field("https://pypi.org/simple/", description="PEP 503/691 index devpi mirrors")
     pypi_page_ttl: float = Field(2.0, ge=0, le=300, description="seconds Airlock reuses devpi's answer for a project page")
     devpi_cache_expiry: int = Field(1800, ge=0, description="seconds devpi reuses upstream's project pages")
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("write HOST:PORT, e.g. 127.0.0.1:8000")
+        return value
+
+    @field_validator("database_password_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
+            raise ValueError(f"{value} is not a readable file (mount the secret there, or unset the setting)")
         return value
 
     @field_validator("pypi_upstream")
@@ -76,7 +84,13 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'airlock.db').resolve()}"
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'airlock.db').resolve()}"
+        if self.database_password_file is None:
+            return url
+        from sqlalchemy.engine import make_url
+
+        password = self.database_password_file.read_text().strip()
+        return make_url(url).set(password=password).render_as_string(hide_password=False)
 
     @classmethod
     def settings_customise_sources(

@@ -6,7 +6,7 @@ VENV="${AIRLOCK_VENV:-$ROOT/.venv}"
 PYTHON="${AIRLOCK_PYTHON:-python3}"
 
 # Debian packages the service and its tests use (one list, so run and test agree).
-DEBIAN_PACKAGES=(python3-venv ca-certificates wrk postgresql docker.io docker-registry busybox-static)
+DEBIAN_PACKAGES=(python3-venv ca-certificates wrk postgresql docker.io docker-registry busybox-static debootstrap docker-compose)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
@@ -34,3 +36,17 @@ def test_bad_configuration_names_the_setting_and_changes_nothing(tmp_path):
     assert "Traceback" not in result.stderr
     missing = status(tmp_path, "--config", str(tmp_path / "absent.toml"))
     assert missing.returncode == 2 and "absent.toml: no such configuration file" in missing.stderr
+
+
+def test_database_password_comes_from_a_file_not_the_url(tmp_path, monkeypatch):
+    from mirror.settings import ConfigurationError, load_settings
+
+    secret = tmp_path / "db_password"
+    secret.write_text("s3cr:t/pw\n")
+    monkeypatch.setenv("AIRLOCK_DATABASE_URL", "postgresql+psycopg://airlock@db:5432/airlock")
+    monkeypatch.setenv("AIRLOCK_DATABASE_PASSWORD_FILE", str(secret))
+    url = load_settings().resolved_database_url
+    assert url == "postgresql+psycopg://airlock:s3cr%3At%2Fpw@db:5432/airlock"
+    monkeypatch.setenv("AIRLOCK_DATABASE_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match="is not a readable file"):
+        load_settings()

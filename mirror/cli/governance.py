@@ -12,7 +12,7 @@ from mirror.audit.log import export_lines, verify_session
 from mirror.auth.tokens import TokenError, create_token, list_tokens, parse_duration, revoke_token
 from mirror.cli.tables import render_table
 from mirror.settings import ConfigurationError, load_settings
-from mirror.store.db import Database
+from mirror.store.db import Database, DatabaseUnavailable
 from typing import Callable
 
 
@@ -69,7 +69,11 @@ def _database(args: argparse.Namespace) -> Database | None:
         print(f"airlock: {exc}", file=sys.stderr)
         return None
     database = Database(settings.resolved_database_url)
-    database.migrate()
+    try:
+        database.migrate()
+    except DatabaseUnavailable as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return None
     return database
 
 

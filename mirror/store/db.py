@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +38,10 @@ def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class DatabaseUnavailable(Exception):
+    """The configured database cannot be reached or used; the message says which and why."""
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -59,6 +64,17 @@ class Database:
         self._write_lock = threading.RLock() if url.startswith("sqlite") else nullcontext()
 
     def migrate(self) -> None:
+        """Bring the schema to the newest revision; raise DatabaseUnavailable (a sentence, no
+        password) when the database cannot be reached or used."""
+        try:
+            self._migrate()
+        except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
+            shown = make_url(self.url).render_as_string(hide_password=True)
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+            raise DatabaseUnavailable(f"cannot use the database {shown}: {detail} "
+                                      "(check AIRLOCK_DATABASE_URL and that the server is up; PostgreSQL databases must be UTF8)") from None
+
+    def _migrate(self) -> None:
         if self.schema_revision() == SCHEMA_HEAD:
             return
         from alembic import command
@@ -71,11 +87,11 @@ class Database:
             command.upgrade(config, "head")
 
     def schema_revision(self) -> str | None:
-        try:
-            with self.engine.connect() as connection:
+        with self.engine.connect() as connection:
+            try:
                 return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except DBAPIError:
-            return None  # a new database: no alembic_version table yet
+            except DBAPIError:
+                return None  # a new database: no alembic_version table yet
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,0 +1,138 @@
+"""compose.yaml with real parts: Airlock built from the repo's Dockerfile (wheels built here) and
+PostgreSQL from Debian's package, both on a Debian base made with debootstrap (no registry is
+reachable), brought up with docker-compose v1; pip installs through the containerised Airlock."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.upstream.pypi import Release, Upstream
+from tests.upstream.servers import free_port
+from tests.worlds import fresh_venv, installed, pip
+
+BASE = "airlock-test/debian:bookworm"
+PYPI_YAML = """\
+ecosystem: pypi
+environments: {prod: {}, preprod: {extends: prod}}
+packages:
+  - {name: alpha, environments: [prod], reason: core, owner: ml}
+"""
+
+
+def compose(world, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = ["docker-compose", "-p", world["project"], "-f", str(REPO_ROOT / "compose.yaml"),
+               "-f", str(REPO_ROOT / "tests" / "compose" / "upstream.yaml"), "--project-directory", str(world["dir"]), *args]
+    result = subprocess.run(command, env=world["env"], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker-compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def debian_base(engine, tmp) -> None:
+    if engine.docker("image", "inspect", BASE, check=False).returncode == 0:
+        return
+    rootfs = tmp / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
+                   check=True, capture_output=True, timeout=900)
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", BASE], stdin=tar.stdout, env=engine.env, check=True, capture_output=True, timeout=600)
+    tar.wait()
+    shutil.rmtree(rootfs)
+
+
+@pytest.fixture(scope="module")
+def compose_world(tmp_path_factory, docker_engine):
+    tmp = tmp_path_factory.mktemp("compose")
+    engine = docker_engine
+    debian_base(engine, tmp)
+    built = subprocess.run([str(REPO_ROOT / "scripts" / "build-image"), "airlock-test/airlock:1", BASE], env=engine.env,
+                           capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    engine.docker("build", "-q", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE}", "-t", "airlock-test/postgres:15",
+                  str(REPO_ROOT / "tests" / "compose" / "postgres"), timeout=1800)
+    engine.build("airlock-test/busybox:1", [], tmp / "busybox")
+    upstream = Upstream(tmp / "upstream")
+    upstream.add(Release("alpha", "1.0"), Release("beta", "1.0"))
+    upstream.publish()
+    project = tmp / "project"
+    (project / "allowlists").mkdir(parents=True)
+    (project / "allowlists" / "pypi.yaml").write_text(PYPI_YAML)
+    (project / "secrets").mkdir()
+    (project / "secrets" / "db_password").write_text(secrets.token_hex(16))
+    (project / "secrets" / "db_password").chmod(0o444)
+    port = free_port()
+    env = {**engine.env, "AIRLOCK_IMAGE": "airlock-test/airlock:1", "AIRLOCK_POSTGRES_IMAGE": "airlock-test/postgres:15",
+           "AIRLOCK_PORT": str(port), "AIRLOCK_PUBLIC_URL": f"http://127.0.0.1:{port}", "AIRLOCK_PYPI_UPSTREAM": "http://upstream:8080/simple/",
+           "TEST_UPSTREAM_IMAGE": "airlock-test/busybox:1", "TEST_UPSTREAM_DIR": str(upstream.root)}
+    world = {"dir": project, "env": env, "project": f"airlock{port}", "url": f"http://127.0.0.1:{port}", "engine": engine}
+    compose(world, "up", "-d")
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{world['url']}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise AssertionError("Airlock in compose never became ready:\n" + compose(world, "logs", "--tail", "50", check=False).stdout)
+        yield world
+    finally:
+        compose(world, "down", "-v", check=False)
+
+
+def test_compose_file_is_valid_and_holds_no_secret():
+    text = (REPO_ROOT / "compose.yaml").read_text()
+    result = subprocess.run(["docker-compose", "-f", str(REPO_ROOT / "compose.yaml"), "config", "-q"], capture_output=True, text=True,
+                            cwd=REPO_ROOT, env={**os.environ, "AIRLOCK_PORT": "8000"})
+    assert result.returncode == 0, result.stderr
+    assert "POSTGRES_PASSWORD:" not in text and "PASSWORD_FILE: /run/secrets/db_password" in text
+    assert "secrets/" in (REPO_ROOT / ".gitignore").read_text()
+
+
+def test_pip_installs_through_the_containerised_airlock(compose_world, tmp_path):
+    python = fresh_venv(tmp_path / "venv")
+    index = f"{compose_world['url']}/pypi/prod/simple/"
+    result = pip(["--python", str(python), "install", "--index-url", index, "alpha"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert installed(python) == {"alpha": "1.0"}
+    blocked = pip(["--python", str(python), "install", "--index-url", index, "beta"], tmp_path)
+    assert blocked.returncode != 0
+    page = httpx.get(f"{index}beta/")
+    assert page.status_code == 404 and "beta is not on the prod allowlist" in page.headers["X-Airlock-Reason"]
+
+
+def test_both_services_are_healthy(compose_world):
+    deadline = time.monotonic() + 120
+    states = {}
+    while time.monotonic() < deadline:
+        ids = compose(compose_world, "ps", "-q").stdout.split()
+        inspected = json.loads(compose_world["engine"].docker("inspect", *ids).stdout)
+        states = {c["Name"]: (c["State"].get("Health") or {}).get("Status") for c in inspected}
+        if sorted(s for s in states.values() if s) == ["healthy", "healthy"]:
+            break
+        time.sleep(2)
+    assert sorted(s for s in states.values() if s) == ["healthy", "healthy"], states
+
+
+def test_airlock_in_compose_keeps_its_state_in_postgresql(compose_world):
+    token = compose(compose_world, "exec", "-T", "airlock", "airlock", "token", "create", "--user", "ci", "--role", "cicd-process").stdout.strip()
+    assert token.startswith("alk_")
+    answer = httpx.get(f"{compose_world['url']}/api/v1/allowlists/pypi/prod", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and [r["name"] for r in answer.json()["rules"]] == ["alpha"]
+    rows = compose(compose_world, "exec", "-T", "db", "psql", "-U", "airlock", "-d", "airlock", "-tAc",
+                   "select count(*) from audit_records where action = 'token.created'").stdout.strip()
+    assert int(rows) >= 1
+    logs = compose(compose_world, "logs", "airlock").stdout
+    password = (compose_world["dir"] / "secrets" / "db_password").read_text()
+    assert password not in logs
