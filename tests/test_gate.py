@@ -329,6 +329,13 @@ def test_gate_with_server_uses_exceptions_and_reports_the_decision(gate_world, a
     assert passed.returncode == 0, passed.stdout + passed.stderr
     [omicron] = [f for f in json.loads(passed.stdout)["findings"] if f.get("package") == "omicron"]
     assert omicron["rule"] == f"exception {request['id']}" and omicron["level"] == "info"
+    metrics = httpx.get(f"{api_world.url}/metrics").text
+    counts = {decision: _sample(metrics, f'airlock_gate_decisions_total{{decision="{decision}"}}') for decision in ("pass", "fail")}
+    assert counts["pass"] >= 1 and counts["fail"] >= 1, counts
+
+
+def _sample(metrics: str, name: str) -> float:
+    return next(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name + " "))
 
 
 def test_unreachable_server_cannot_be_decided(gate_world, tmp_path):
