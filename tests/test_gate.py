@@ -386,3 +386,12 @@ def test_ci_templates_run_the_pipeline_step_and_publish_the_reports():
     azure = yaml.safe_load((REPO_ROOT / "pipelines" / "azure-pipelines.yml").read_text())
     assert any("pipelines/gate-and-deploy.sh" in step.get("script", "") for step in azure["steps"])
     assert any(step.get("task", "").startswith("PublishBuildArtifacts") for step in azure["steps"])
+
+
+def test_unsupported_trivy_version_cannot_be_decided(gate_world, tmp_path):
+    fake = tmp_path / "trivy"
+    fake.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "Version: 0.50.1"; exit 0; }\nexit 0\n')
+    fake.chmod(0o755)
+    result = gate(gate_world, "app/clean:1", "--env", "prod", "--trivy", str(fake))
+    assert result.returncode == 2
+    assert "Trivy 0.50.1 at" in result.stderr and "is not supported: the gate needs 0.76.x" in result.stderr
