@@ -392,6 +392,7 @@ def test_unsupported_trivy_version_cannot_be_decided(gate_world, tmp_path):
     fake = tmp_path / "trivy"
     fake.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "Version: 0.50.1"; exit 0; }\nexit 0\n')
     fake.chmod(0o755)
-    result = gate(gate_world, "app/clean:1", "--env", "prod", "--trivy", str(fake))
+    ref = image(gate_world, "app/old-trivy:1", packages=[("goodlib", "2.1.0")])
+    result = gate(gate_world, ref, "--env", "prod", "--trivy", str(fake))
     assert result.returncode == 2
     assert "Trivy 0.50.1 at" in result.stderr and "is not supported: the gate needs 0.76.x" in result.stderr
