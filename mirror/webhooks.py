@@ -76,6 +76,18 @@ class WebhookSender:
                 self._wake.wait(self.interval)
                 self._wake.clear()
 
+    def _post(self, client: httpx.Client, delivery: WebhookDelivery) -> str | None:
+        """Send one delivery; None when the receiver took it, else what went wrong."""
+        body = delivery.body.encode()
+        headers = {"Content-Type": "application/json", "X-Airlock-Event": delivery.event}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        try:
+            response = client.post(delivery.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return exc.__class__.__name__
+        return f"HTTP {response.status_code}" if response.status_code >= 300 else None
+
     def deliver_due(self, client: httpx.Client) -> int:
         now = datetime.now(timezone.utc)
         with self.db.reading() as session:
@@ -83,26 +95,20 @@ class WebhookSender:
                                                                 WebhookDelivery.attempts < MAX_ATTEMPTS,
                                                                 WebhookDelivery.next_attempt_at <= now)
                                   .order_by(WebhookDelivery.id).limit(50)).scalars().all()
-        for delivery in due:
-            body = delivery.body.encode()
-            headers = {"Content-Type": "application/json", "X-Airlock-Event": delivery.event}
-            if self.secret:
-                headers[SIGNATURE_HEADER] = sign(self.secret, body)
-            error = None
-            try:
-                response = client.post(delivery.url, content=body, headers=headers)
-                if response.status_code >= 300:
-                    error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                error = exc.__class__.__name__
-            with self.db.transaction() as session:
-                row = session.get(WebhookDelivery, delivery.id)
+        outcomes = [(delivery.id, self._post(client, delivery)) for delivery in due]
+        if not outcomes:
+            return 0
+        # One write for the whole pass: on SQLite every transaction queues behind the API's writes.
+        with self.db.transaction() as session:
+            now = datetime.now(timezone.utc)
+            for delivery_id, error in outcomes:
+                row = session.get(WebhookDelivery, delivery_id)
                 row.attempts += 1
                 if error is None:
-                    row.delivered_at = datetime.now(timezone.utc)
+                    row.delivered_at = now
                 else:
                     row.last_error = error
-                    row.next_attempt_at = datetime.now(timezone.utc) + backoff(row.attempts)
+                    row.next_attempt_at = now + backoff(row.attempts)
                     level = logging.ERROR if row.attempts >= MAX_ATTEMPTS else logging.WARNING
-                    log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", delivery.event, delivery.url, error, row.attempts, MAX_ATTEMPTS)
+                    log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", row.event, row.url, error, row.attempts, MAX_ATTEMPTS)
         return len(due)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import email.parser
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,39 @@ def load_advisories(folder: Path) -> dict[str, list[Advisory]]:
 
 _CLIENT = httpx.Client(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=8))
 """One pooled client for every pre-check (a fresh connection per call costs more than the call)."""
+_METADATA_CACHE_SIZE = 512
+_pages: dict[str, tuple[float, int, bytes]] = {}
+_metadata: dict[str, str] = {}
+_cache_lock = threading.Lock()
+
+
+def _get_page(url: str, timeout: float, ttl: float) -> tuple[int, bytes]:
+    """(status, body) of a project page, reused for a moment: a burst of requests for one project
+    (a team asking at once, a retried form) costs the cache one fetch."""
+    now = time.monotonic()
+    cached = _pages.get(url)
+    if cached is not None and now - cached[0] < ttl:
+        return cached[1], cached[2]
+    response = _CLIENT.get(url, headers={"Accept": JSON_V1}, timeout=timeout)
+    with _cache_lock:
+        if len(_pages) > 1024:
+            _pages.clear()
+        _pages[url] = (now, response.status_code, response.content)
+    return response.status_code, response.content
+
+
+def _get_metadata(url: str, timeout: float) -> tuple[int, str]:
+    """A file's core metadata: immutable (the file's hash names it), so kept in a bounded cache."""
+    text = _metadata.get(url)
+    if text is not None:
+        return 200, text
+    response = _CLIENT.get(url, timeout=timeout)
+    if response.status_code == 200:
+        with _cache_lock:
+            if len(_metadata) >= _METADATA_CACHE_SIZE:
+                _metadata.pop(next(iter(_metadata)))
+            _metadata[url] = response.text
+    return response.status_code, response.text
 
 
 @dataclass
@@ -51,6 +86,8 @@ class PrecheckContext:
     advisories_dir: Path | None
     known_names: set[str]
     timeout: float = 10.0
+    page_ttl: float = 2.0
+    """Seconds a project page is reused (AIRLOCK_PYPI_PAGE_TTL, as on the serving path)."""
 
 
 def _check(name: str, status: str, detail: str) -> dict[str, str]:
@@ -105,14 +142,14 @@ def _upstream_versions(name: str, versions: str | None, context: PrecheckContext
     if context.devpi_url is None:
         return [], _check("upstream", "skipped", "no PyPI cache running"), None
     try:
-        response = _CLIENT.get(f"{context.devpi_url}/{INDEX}/+simple/{name}/", headers={"Accept": JSON_V1}, timeout=context.timeout)
+        status, content = _get_page(f"{context.devpi_url}/{INDEX}/+simple/{name}/", context.timeout, context.page_ttl)
     except httpx.HTTPError as exc:
         return [], _check("upstream", "skipped", f"the PyPI cache did not answer ({exc.__class__.__name__})"), None
-    if response.status_code == 404:
+    if status == 404:
         return [], _check("upstream", "fail", f"{name} does not exist on the upstream index"), None
-    if response.status_code != 200:
-        return [], _check("upstream", "skipped", f"the upstream index is unreachable (HTTP {response.status_code})"), None
-    page = parse_devpi_page(response.content)
+    if status != 200:
+        return [], _check("upstream", "skipped", f"the upstream index is unreachable (HTTP {status})"), None
+    page = parse_devpi_page(content)
     try:
         specifier = SpecifierSet(versions or "")
     except InvalidSpecifier:
@@ -158,12 +195,12 @@ def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str
         return _check("licence", "skipped", "no wheel with metadata to read")
     version, link = newest_wheel
     try:
-        response = _CLIENT.get(f"{context.devpi_url}/{INDEX}/+f/{link.relpath}.metadata", timeout=context.timeout)
+        status, text = _get_metadata(f"{context.devpi_url}/{INDEX}/+f/{link.relpath}.metadata", context.timeout)
     except httpx.HTTPError as exc:
         return _check("licence", "skipped", f"metadata unavailable ({exc.__class__.__name__})")
-    if response.status_code != 200:
-        return _check("licence", "skipped", f"metadata unavailable (HTTP {response.status_code})")
-    metadata = email.parser.Parser().parsestr(response.text)
+    if status != 200:
+        return _check("licence", "skipped", f"metadata unavailable (HTTP {status})")
+    metadata = email.parser.Parser().parsestr(text)
     licence = metadata.get("License-Expression") or metadata.get("License")
     classifiers = [c.split("::")[-1].strip() for c in metadata.get_all("Classifier", []) if c.startswith("License ::")]
     text = licence or ", ".join(classifiers)
