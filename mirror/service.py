@@ -88,7 +88,7 @@ def build_exception_service(settings: Settings, database: Database, devpi_url: s
 
     def precheck_context(allowlist: Allowlist) -> PrecheckContext:
         names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
-        return PrecheckContext(devpi_url, settings.advisories, names)
+        return PrecheckContext(devpi_url, settings.advisories, names, page_ttl=settings.pypi_page_ttl)
 
     service = ExceptionService(
         database, allowlist=lambda: holder["policy"].current(), changed=changed,
