@@ -10,8 +10,10 @@ needed only to report errors, so they are computed lazily, also with PyYAML.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
+from itertools import compress, count, repeat
 from typing import Any
 
 import yaml
@@ -98,10 +100,14 @@ def _scan_item_lines(text: str, value: dict[str, Any]) -> dict[str, list[int]]:
     Each top-level key's block is found first; inside it, entries are the `- ` lines at the
     indentation of the first one. A list whose entry count disagrees with the parsed value is left
     out (the caller then asks PyYAML), so a wrong guess never attaches a rule to the wrong line.
+    The per-line test runs in C (`map`/`compress`): a Python loop over every line of a
+    100,000-entry file cost a seventh of its load.
     """
     wanted = {key for key, item in value.items() if isinstance(item, list) and item}
-    keys = [(text.count("\n", 0, m.start()), m.group(1)) for m in _TOP_LEVEL.finditer(text)]
     lines = text.split("\n")
+    # Top-level keys stand in column 0: test only the lines that do not start with a space.
+    flush_left = compress(count(), map(operator.not_, map(str.startswith, lines, repeat((" ", "\t", "#")))))
+    keys = [(index, match.group(1)) for index in flush_left if (match := _TOP_LEVEL.match(lines[index]))]
     found: dict[str, list[int]] = {}
     for number, (first_line, key) in enumerate(keys):
         if key not in wanted or key in found:
@@ -111,9 +117,12 @@ def _scan_item_lines(text: str, value: dict[str, Any]) -> dict[str, list[int]]:
         indent = next((len(line) - len(line.lstrip(" ")) for line in block if line.lstrip(" ").startswith("-")), None)
         if indent is None:
             continue
-        dash, item = " " * indent + "- ", " " * indent + "-"
+        item = " " * indent + "-"
+        starts = (item + " ", item + "\t")
         offset = first_line + 2  # 1-based, and the block starts on the line after the key
-        found[key] = [offset + i for i, line in enumerate(block) if line.startswith(dash) or line == item]
+        found[key] = list(compress(count(offset), map(str.startswith, block, repeat(starts))))
+        if len(found[key]) != len(value[key]):  # entries whose dash ends the line (`-` then the mapping)
+            found[key] = [offset + i for i, line in enumerate(block) if line.startswith(starts) or line.rstrip() == item]
     return {key: lines for key, lines in found.items() if len(lines) == len(value[key])}
 
 
