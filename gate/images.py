@@ -11,8 +11,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from gate.interface import GateError
 from gate.registry import MANIFEST_ACCEPT, RegistryClient, registry_base_url
 
@@ -109,6 +107,8 @@ def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> Imag
 def _registry_digest(registry: RegistryClient, host: str, repository: str, tag: str) -> str | None:
     if tag.startswith("sha256:"):
         return tag
+    import httpx
+
     try:
         response = registry.client.head(f"{registry_base_url(host)}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
     except httpx.HTTPError:

@@ -7,13 +7,15 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from gate.interface import GateError
 from mirror.allowlist_files import collector_paused, read_policy_sources
 from mirror.policy import Allowlist, Ecosystem, ExceptionGrant, InvalidAllowlist, build_allowlist, load_policy_files
 from mirror.policy.gate_rules import DEFAULT_GATE, WAIVERS_FILE, GateThresholds, Waiver
+
+if TYPE_CHECKING:
+    import httpx
 
 _SHOWN_PROBLEMS = 5
 
@@ -32,10 +34,12 @@ class ServerClient:
 
     def __init__(self, url: str, token: str | None, client: httpx.Client) -> None:
         self.url = url.rstrip("/")
-        self.client = client
+        self.client = client  # only built with --server: httpx is imported by the caller then
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        import httpx
+
         try:
             response = self.client.request(method, f"{self.url}{path}", headers=self.headers, **kwargs)
         except httpx.HTTPError as exc:

@@ -4,10 +4,12 @@ delete a failed image's manifest by digest."""
 from __future__ import annotations
 
 import json
-
-import httpx
+from typing import TYPE_CHECKING
 
 from gate.interface import GateError
+
+if TYPE_CHECKING:
+    import httpx
 
 MANIFEST_ACCEPT = ", ".join((
     "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -24,10 +26,22 @@ def registry_base_url(host: str) -> str:
 
 
 class RegistryClient:
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
+    """httpx is imported on first use: a scan that touches no registry does not pay for it."""
+
+    def __init__(self, client: httpx.Client | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=60, follow_redirects=True)
+        return self._client
 
     def _get(self, url: str, **headers: str) -> httpx.Response:
+        import httpx
+
         try:
             response = self.client.get(url, headers=headers)
         except httpx.HTTPError as exc:
@@ -58,6 +72,8 @@ class RegistryClient:
 
     def delete_manifest(self, host: str, repository: str, tag_or_digest: str) -> str:
         """Delete by digest (registries refuse deletes by tag); returns the digest deleted."""
+        import httpx
+
         base = registry_base_url(host)
         try:
             head = self.client.head(f"{base}/v2/{repository}/manifests/{tag_or_digest}", headers={"Accept": MANIFEST_ACCEPT})

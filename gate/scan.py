@@ -90,15 +90,12 @@ def run_scan(request: ScanRequest) -> Verdict:
             if request.archive:
                 # A problem found while Trivy runs stops it (the `finally` below).
                 scan = trivy.start_scan(_readable_archive(request.archive), request.db, raw)
-            import httpx
-
             from gate.images import ImageSource, from_engine
             from gate.policy_source import ServerClient, load_gate_policy
             from gate.registry import RegistryClient
 
-            http = httpx.Client(timeout=60, follow_redirects=True)
-            registry = RegistryClient(http)
-            server = ServerClient(request.server, request.token, http) if request.server else None
+            registry = RegistryClient()
+            server = ServerClient(request.server, request.token, registry.client) if request.server else None
             policy = load_gate_policy(request.allowlists, request.waivers, request.environment, server)
             try:
                 db_state = check_db(request.db, policy.thresholds.max_db_age)
