@@ -140,8 +140,9 @@ def create_app(parts: Parts) -> FastAPI:
     async def readyz() -> Response:
         parts_health = parts.health()
         errors = [str(d) for d in parts.policy.errors]
-        ready = all(part["healthy"] for part in parts_health.values())
-        body = {"ready": ready, "parts": parts_health,
+        ready = all(part["healthy"] or part.get("optional") for part in parts_health.values())
+        degraded = sorted(name for name, part in parts_health.items() if not part["healthy"])
+        body = {"ready": ready, "degraded": degraded, "parts": parts_health,
                 "allowlist": {"generation": parts.policy.current().generation, "rejected_edit": errors}}
         return JSONResponse(body, status_code=200 if ready else 503)
 

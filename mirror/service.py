@@ -128,8 +128,13 @@ def run_service(settings: Settings) -> int:
 
     def health() -> dict[str, Any]:
         parts = {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "pid": devpi.child.pid, "restarts": devpi.child.restarts}}
-        for cache in caches:
-            parts[cache.child.name] = {"healthy": cache.healthy(), "url": cache.url, "pid": cache.child.pid, "restarts": cache.child.restarts}
+        # A registry cache serves one upstream's base images: when it is down those get a 503,
+        # everything else works, so it degrades the service without making it unready.
+        for cache in list(caches.caches):
+            parts[cache.child.name] = {"healthy": cache.healthy(), "url": cache.url, "pid": cache.child.pid,
+                                       "restarts": cache.child.restarts, "optional": True}
+        for name in caches.pending:
+            parts[f"registry-{name}"] = {"healthy": False, "optional": True, "state": "not running: upstream unreachable, retrying"}
         return parts
 
     def stop_children() -> None:
@@ -137,15 +142,14 @@ def run_service(settings: Settings) -> int:
             return
         stop_polling.set()
         conda_sync.stop()
-        for cache in caches:
-            cache.stop()
+        caches.stop()
         webhooks.stop()
         devpi.stop()
         database.dispose()
         log.info("airlock stopped: devpi-server and every other child are down")
 
     app = create_app(Parts(settings, policy, service, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files,
-                           registry_caches={cache.name: cache.url for cache in caches}))
+                           registry_caches=caches.urls))
     _print_banner(settings, policy.current().environments(Ecosystem.PYPI))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=10))
@@ -156,19 +160,14 @@ def run_service(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-def start_registry_caches(settings: Settings, allowlist: Allowlist) -> list:
+def start_registry_caches(settings: Settings, allowlist: Allowlist):
     """One pull-through registry cache per upstream in containers.yaml (none without the file)."""
-    from mirror.children.registry import RegistryCache
+    from mirror.children.registry import RegistryCaches
 
     policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
-    caches = []
-    for upstream in (policy_file.context or {}).values() if policy_file else ():
-        try:
-            cache = RegistryCache(settings.data_dir, upstream.name, upstream.url)
-            cache.start()
-            caches.append(cache)
-        except ChildError as exc:  # fail closed: that upstream's images are refused, the rest runs
-            log.error("registry cache for %s not started: %s", upstream.name, exc)
+    upstreams = {u.name: u.url for u in (policy_file.context or {}).values()} if policy_file else {}
+    caches = RegistryCaches(settings.data_dir, upstreams, settings.registry_retry_seconds)
+    caches.start()
     return caches
 
 

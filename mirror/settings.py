@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     webhook_urls: str = Field("", description="comma-separated URLs notified of exception events")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for X-Airlock-Signature")
     public_url: str | None = Field(None, description="URL clients use to reach Airlock (default http://LISTEN)")
+    registry_retry_seconds: float = Field(30.0, gt=0, le=3600, description="first wait before retrying a registry cache that could not start (then doubling, up to 5 min)")
     log_format: str = Field("json", pattern="^(json|text)$", description="service log lines: json or text")
 
     @field_validator("listen")

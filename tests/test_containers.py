@@ -4,6 +4,7 @@ and an unmodified docker client pulling through Airlock."""
 from __future__ import annotations
 
 import os
+import time
 
 import httpx
 import pytest
@@ -170,17 +171,30 @@ def test_sync_containers_prepulls_so_images_survive_an_upstream_outage(registry_
         registry_world["upstream"].start()
 
 
-def test_an_upstream_whose_cache_could_not_start_is_503_not_unknown(tmp_path):
-    # docker-registry exits at start when its upstream does not answer: nothing listens on port 9.
+def test_an_upstream_whose_cache_could_not_start_is_503_then_recovers(tmp_path):
+    # docker-registry exits at start when its upstream does not answer: nothing listens there yet.
+    upstream = Registry(tmp_path / "late-upstream")
     work = tmp_path / "airlock"
     (work / "allowlists").mkdir(parents=True)
-    (work / "allowlists" / "containers.yaml").write_text(CONTAINERS_YAML.format(url="http://127.0.0.1:9", pinned="sha256:" + "0" * 64))
+    (work / "allowlists" / "containers.yaml").write_text(CONTAINERS_YAML.format(url=upstream.url, pinned="sha256:" + "0" * 64))
     airlock = AirlockProcess(work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-                                    "AIRLOCK_PYPI_UPSTREAM": "http://127.0.0.1:9/simple/"}).start()
+                                    "AIRLOCK_PYPI_UPSTREAM": "http://127.0.0.1:9/simple/", "AIRLOCK_REGISTRY_RETRY_SECONDS": "1"}).start()
     try:
         response = httpx.get(f"{airlock.url}/v2/prod/mar/{IMAGE}/manifests/20240501")
         assert response.status_code == 503
         assert "the registry cache for mar is not running" in response.json()["errors"][0]["message"]
         assert httpx.get(f"{airlock.url}/v2/prod/other/{IMAGE}/manifests/20240501").status_code == 404
+        ready = httpx.get(f"{airlock.url}/readyz").json()
+        assert ready["ready"] is True and ready["degraded"] == ["registry-mar"]  # PyPI and the API still serve
+        upstream.start()  # the upstream comes back: the cache starts without restarting Airlock
+        try:
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{airlock.url}/readyz").json()["degraded"] and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert httpx.get(f"{airlock.url}/readyz").json()["degraded"] == []
+            recovered = httpx.get(f"{airlock.url}/v2/prod/mar/{IMAGE}/manifests/20240501")
+            assert recovered.status_code != 503  # now the (empty) upstream answers: unknown manifest
+        finally:
+            upstream.stop()
     finally:
         airlock.stop()

@@ -6,12 +6,16 @@ The cache knows nothing of the allowlist and keeps serving what it has; Airlock'
 
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
 from pathlib import Path
 
 import httpx
 
 from mirror.children.supervisor import ChildError, ChildProcess, free_port
+
+log = logging.getLogger(__name__)
 
 
 class RegistryCache:
@@ -48,3 +52,55 @@ class RegistryCache:
 
     def healthy(self) -> bool:
         return self.child.healthy()
+
+
+class RegistryCaches:
+    """The caches of every upstream in containers.yaml. One that cannot start (docker-registry
+    exits when its upstream does not answer) is retried in the background with backoff, so an
+    upstream coming back is enough: no restart of Airlock. Until then its images get a 503."""
+
+    def __init__(self, data_dir: Path, upstreams: dict[str, str], retry_seconds: float) -> None:
+        self.data_dir = data_dir
+        self.retry_seconds = retry_seconds
+        self.urls: dict[str, str] = {}
+        """Upstream name -> URL of its running cache; the registry routes read this live."""
+        self.caches: list[RegistryCache] = []
+        self._pending = dict(upstreams)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> list[str]:
+        return list(self._pending)
+
+    def start(self) -> None:
+        self._try_pending()
+        if self._pending:
+            self._thread = threading.Thread(target=self._retry, name="registry-retry", daemon=True)
+            self._thread.start()
+
+    def _try_pending(self) -> None:
+        for name, url in list(self._pending.items()):
+            try:
+                cache = RegistryCache(self.data_dir, name, url)
+                cache.start()
+            except ChildError as exc:  # fail closed: that upstream's images are refused, the rest runs
+                log.error("registry cache for %s not started: %s; retrying in the background", name, exc)
+                continue
+            self.caches.append(cache)
+            self.urls[name] = cache.url
+            del self._pending[name]
+            log.info("registry cache for %s is running", name)
+
+    def _retry(self) -> None:
+        delay = self.retry_seconds
+        while self._pending and not self._stop.wait(delay):
+            self._try_pending()
+            delay = min(delay * 2, 300.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(70)
+        for cache in list(self.caches):
+            cache.stop()

@@ -44,6 +44,13 @@ class DockerEngine(StoppableProcess):
             time.sleep(0.3)
         return self
 
+    def stop(self) -> None:
+        super().stop()
+        # dockerd leaves its network namespace mounted; unmount it so pytest can remove the folder.
+        netns = self.root / "exec" / "netns" / "default"
+        if netns.exists():
+            subprocess.run(["umount", "-l", str(netns)], capture_output=True)
+
     def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
