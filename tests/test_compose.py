@@ -92,7 +92,17 @@ def compose_world(tmp_path_factory, docker_engine):
 
 
 def test_compose_file_is_valid_and_holds_no_secret():
+    import jsonschema
+    import yaml
+
+    from tests.conftest import installed_schema
+
     text = (REPO_ROOT / "compose.yaml").read_text()
+    # Compose v2 reads the Compose Specification: validate against its schema (v2 does not run here)...
+    spec = installed_schema("compose-spec.json")
+    problems = [error.message for error in jsonschema.Draft201909Validator(spec).iter_errors(yaml.safe_load(text))]
+    assert problems == []
+    # ...and v1.29 must accept and resolve it.
     result = subprocess.run(["docker-compose", "-f", str(REPO_ROOT / "compose.yaml"), "config", "-q"], capture_output=True, text=True,
                             cwd=REPO_ROOT, env={**os.environ, "AIRLOCK_PORT": "8000"})
     assert result.returncode == 0, result.stderr
