@@ -396,3 +396,13 @@ def test_unsupported_trivy_version_cannot_be_decided(gate_world, tmp_path):
     result = gate(gate_world, ref, "--env", "prod", "--trivy", str(fake))
     assert result.returncode == 2
     assert "Trivy 0.50.1 at" in result.stderr and "is not supported: the gate needs 0.76.x" in result.stderr
+
+
+def test_trivy_timeout_cannot_be_decided(gate_world, tmp_path):
+    slow = tmp_path / "trivy"
+    slow.write_text(f'#!/bin/sh\n[ "$1" = --version ] && exec {BIN / "trivy"} "$@"\nexec sleep 60\n')
+    slow.chmod(0o755)
+    ref = image(gate_world, "app/slow-scan:1", packages=[("goodlib", "2.1.0")])
+    result = gate(gate_world, ref, "--env", "prod", "--trivy", str(slow), "--timeout", "2")
+    assert result.returncode == 2 and "Trivy scan timed out after 2 s" in result.stderr
+    assert exists(gate_world, ref)  # not judged: kept, and not deployed
