@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gate.interface import GateError
-from gate.registry import MANIFEST_ACCEPT, RegistryClient, registry_base_url
+from gate.registry import RegistryClient
 
 ENGINE_TIMEOUT = 300
 
@@ -88,7 +88,7 @@ def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> Imag
     try:
         if host:
             client.images.pull(reference)  # the SDK reads the tag or digest from the reference
-            digest = _registry_digest(registry, host, repository, tag)
+            digest = registry.digest(host, repository, tag)
         image = client.images.get(reference)
     except docker.errors.ImageNotFound:
         raise GateError(f"no image {reference} in the Docker engine: build it first, or give --input image.tar") from None
@@ -102,15 +102,3 @@ def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> Imag
     except (docker.errors.APIError, OSError) as exc:
         raise GateError(f"cannot export {reference} from the engine ({exc.__class__.__name__}): {str(exc)[:200]}") from None
     return ImageSource(reference, archive, kind, digest, client)
-
-
-def _registry_digest(registry: RegistryClient, host: str, repository: str, tag: str) -> str | None:
-    if tag.startswith("sha256:"):
-        return tag
-    import httpx
-
-    try:
-        response = registry.client.head(f"{registry_base_url(host)}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
-    except httpx.HTTPError:
-        return None
-    return response.headers.get("Docker-Content-Digest")

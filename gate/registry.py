@@ -70,17 +70,27 @@ class RegistryClient:
         config = json.loads(self._get(f"{base_url}/v2/{repository}/blobs/{config_digest}").content)
         return digest, tuple(config.get("rootfs", {}).get("diff_ids") or ())
 
+    def digest(self, host: str, repository: str, reference: str) -> str | None:
+        """The manifest digest a tag (or digest) names in a registry, or None when it cannot be read."""
+        import httpx
+
+        if reference.startswith("sha256:"):
+            return reference
+        try:
+            head = self.client.head(f"{registry_base_url(host)}/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT})
+        except httpx.HTTPError:
+            return None
+        return head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
+
     def delete_manifest(self, host: str, repository: str, tag_or_digest: str) -> str:
         """Delete by digest (registries refuse deletes by tag); returns the digest deleted."""
         import httpx
 
-        base = registry_base_url(host)
+        digest = self.digest(host, repository, tag_or_digest)
+        if digest is None:
+            raise GateError(f"cannot delete {host}/{repository}:{tag_or_digest} from the registry: its manifest digest cannot be read")
         try:
-            head = self.client.head(f"{base}/v2/{repository}/manifests/{tag_or_digest}", headers={"Accept": MANIFEST_ACCEPT})
-            digest = head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
-            if digest is None:
-                raise GateError(f"cannot delete {host}/{repository}:{tag_or_digest} from the registry: HEAD answered HTTP {head.status_code}")
-            response = self.client.delete(f"{base}/v2/{repository}/manifests/{digest}")
+            response = self.client.delete(f"{registry_base_url(host)}/v2/{repository}/manifests/{digest}")
         except httpx.HTTPError as exc:
             raise GateError(f"cannot delete {host}/{repository} from the registry ({exc.__class__.__name__})") from None
         if response.status_code not in (200, 202, 404):
