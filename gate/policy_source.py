@@ -74,9 +74,8 @@ def load_gate_policy(allowlists: Path, waivers_file: Path | None, env: str, serv
             if not waivers_file.is_file():
                 raise GateError(f"--waivers {waivers_file}: no such file")
             sources = [s for s in sources if os.path.basename(s[0]) != WAIVERS_FILE]
-            name = str(waivers_file) if waivers_file.name.endswith(("waivers.yaml", "waivers.yml")) else f"{waivers_file}/{WAIVERS_FILE}"
-            sources.append((name, waivers_file.read_text(encoding="utf-8")))
-        policy = load_policy_files(sources, now)
+            sources.append((str(waivers_file), waivers_file.read_text(encoding="utf-8")))
+        policy = load_policy_files(sources, now, waivers_file=str(waivers_file) if waivers_file else None)
     except InvalidAllowlist as exc:
         shown = "; ".join(str(d) for d in exc.diagnostics[:_SHOWN_PROBLEMS])
         more = f" (and {len(exc.diagnostics) - _SHOWN_PROBLEMS} more)" if len(exc.diagnostics) > _SHOWN_PROBLEMS else ""

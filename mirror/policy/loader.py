@@ -59,8 +59,11 @@ class PolicySet:
     warnings: tuple[Diagnostic, ...] = ()
 
 
-def load_policy_files(sources: Iterable[tuple[str, str]], now: datetime) -> PolicySet:
-    """Validate `(file name, text)` pairs; raise `InvalidAllowlist` if any has an error."""
+def load_policy_files(sources: Iterable[tuple[str, str]], now: datetime, waivers_file: str | None = None) -> PolicySet:
+    """Validate `(file name, text)` pairs; raise `InvalidAllowlist` if any has an error.
+
+    A file is read by its name: `gate.yaml`, `waivers.yaml`, else an ecosystem file; `waivers_file`
+    names one more file to read as waivers whatever it is called (the gate's `--waivers FILE`)."""
     diagnostics: list[Diagnostic] = []
     files: dict[Ecosystem, PolicyFile] = {}
     gate: GatePolicy | None = None
@@ -75,7 +78,7 @@ def load_policy_files(sources: Iterable[tuple[str, str]], now: datetime) -> Poli
         base = os.path.basename(name)
         if base == GATE_FILE:
             gate = read_gate_policy(document, collected)
-        elif base == WAIVERS_FILE or base.endswith(("-waivers.yaml", "_waivers.yaml", "waivers.yml")):
+        elif base == WAIVERS_FILE or name == waivers_file:
             waivers = read_waivers(document, collected, now)
         else:
             policy_file = _read_ecosystem_file(document, collected, now)
