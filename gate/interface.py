@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -83,7 +82,6 @@ class ImageFacts:
 
     reference: str
     image_id: str
-    repo_digests: tuple[str, ...]
     diff_ids: tuple[str, ...]
     packages: tuple[Package, ...]
     vulnerabilities: tuple[Vulnerability, ...]
@@ -142,9 +140,8 @@ class GateContext:
     waivers: tuple["Waiver", ...]
     base_images: tuple[BaseImage, ...] | None
     """None: no containers.yaml, the base-image check is not configured."""
-    db_age: timedelta | None = None
-    base_layers: frozenset[str] = field(default_factory=frozenset)
-    """Diff IDs of the matched allowed base (empty when the image is on no allowed base)."""
+    base: BaseImage | None = None
+    """The allowed base the image's bottom layers equal (None: on no allowed base)."""
 
 
 class Check(abc.ABC):

@@ -39,7 +39,6 @@ class ScanRequest:
     trivy: str | None
     timeout: float
     sbom: Path | None
-    trivy_report: Path | None = None
 
 
 def allowed_bases(allowlist: Allowlist, env: str, registry: RegistryClient) -> tuple[BaseImage, ...] | None:
@@ -58,13 +57,12 @@ def allowed_bases(allowlist: Allowlist, env: str, registry: RegistryClient) -> t
     return tuple(bases)
 
 
-def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient, db_age) -> list[Finding]:
+def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient) -> list[Finding]:
     from gate.checks import ALL_CHECKS, match_base
 
     bases = allowed_bases(policy.allowlist, request.environment, registry)
-    matched = match_base(facts.diff_ids, bases) if bases else None
-    context = GateContext(request.environment, facts, policy.allowlist, policy.thresholds, policy.waivers, bases, db_age,
-                          frozenset(matched.diff_ids) if matched else frozenset())
+    context = GateContext(request.environment, facts, policy.allowlist, policy.thresholds, policy.waivers, bases,
+                          match_base(facts.diff_ids, bases) if bases else None)
     findings: list[Finding] = []
     for check in ALL_CHECKS:
         findings += check.run(context)
@@ -84,7 +82,7 @@ def run_scan(request: ScanRequest) -> Verdict:
     scan = None
     audit = AuditSink()
     with tempfile.TemporaryDirectory(prefix="airlock-gate-") as workdir:
-        raw = request.trivy_report or Path(workdir) / "trivy.json"
+        raw = Path(workdir) / "trivy.json"
         try:
             trivy = Trivy(find_trivy(request.trivy), timeout=request.timeout)
             if request.archive:
@@ -110,7 +108,7 @@ def run_scan(request: ScanRequest) -> Verdict:
             facts = trivy.finish_scan(scan, raw)
             if request.sbom:
                 trivy.sbom(raw, request.sbom)
-            findings = judge(request, policy, facts, registry, db_state.age)
+            findings = judge(request, policy, facts, registry)
         except GateError as exc:
             verdict = Verdict(Outcome.UNDECIDED, reference, request.environment, source.digest if source else None, (), cause=str(exc))
             return _record(verdict, server, audit)
@@ -133,14 +131,17 @@ def _record(verdict: Verdict, server: ServerClient | None, audit: AuditSink, ext
     try:
         audit_id = audit.append(body, actor_of(ci))
     except Exception as exc:  # any database error: the record is what must not be lost
-        return replace(verdict, outcome=Outcome.UNDECIDED if verdict.outcome is Outcome.PASS else verdict.outcome,
-                       cause=f"the decision could not be written to the local audit log ({exc.__class__.__name__}: {str(exc)[:200]}); "
-                             "check AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL")
+        return _unrecorded(verdict, f"the decision could not be written to the local audit log ({exc.__class__.__name__}: "
+                                    f"{str(exc)[:200]}); check AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL")
     verdict = replace(verdict, audit_id=audit_id)
     if server is not None:
         try:
             server.post_decision(body)
         except GateError as exc:
-            return replace(verdict, outcome=Outcome.UNDECIDED if verdict.outcome is Outcome.PASS else verdict.outcome,
-                           cause=f"{exc} (recorded locally as audit record #{audit_id})")
+            return _unrecorded(verdict, f"{exc} (recorded locally as audit record #{audit_id})")
     return verdict
+
+
+def _unrecorded(verdict: Verdict, cause: str) -> Verdict:
+    """A pass that could not be recorded must not deploy; a fail stays a fail (the image is gone)."""
+    return replace(verdict, outcome=Outcome.UNDECIDED if verdict.outcome is Outcome.PASS else verdict.outcome, cause=cause)

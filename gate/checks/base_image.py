@@ -19,7 +19,7 @@ class BaseImageCheck(Check):
             return [Finding(check=self.name, level=Level.WARN, title="base image not checked",
                             reason="not configured: no containers.yaml in the allowlists, so the base image was not verified "
                                    "(every Python and conda package in the image was checked against the allowlist instead)")]
-        base = match_base(context.facts.diff_ids, context.base_images)
+        base = context.base
         if base is not None:
             return [Finding(check=self.name, level=Level.INFO, title=f"built on {base.reference}", rule=base.rule,
                             reason=f"bottom {len(base.diff_ids)} layer(s) equal allowed base {base.reference}@{base.digest} ({base.rule})")]

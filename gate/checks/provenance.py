@@ -14,10 +14,11 @@ class ProvenanceCheck(Check):
 
     def run(self, context: GateContext) -> list[Finding]:
         findings = []
+        base_layers = context.base.diff_ids if context.base else ()
         for package in sorted(context.facts.packages, key=lambda p: (p.kind, p.name.lower(), p.version)):
             base = dict(check=self.name, package=package.name, version=package.version, path=package.path, layer=package.layer,
                         title=f"{package.kind} package {package.name} {package.version}")
-            if package.layer is not None and package.layer in context.base_layers:
+            if package.layer is not None and package.layer in base_layers:
                 findings.append(Finding(level=Level.INFO, reason="part of the allowed base image (vetted with it)", **base))
                 continue
             ecosystem = _ECOSYSTEM[package.kind]

@@ -59,7 +59,6 @@ class TrivyResult(_Model):
 class TrivyMetadata(_Model):
     ImageID: str | None = None
     DiffIDs: list[str] = Field(default_factory=list)
-    RepoDigests: list[str] = Field(default_factory=list)
     RepoTags: list[str] = Field(default_factory=list)
 
 

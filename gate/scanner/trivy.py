@@ -145,7 +145,7 @@ def facts_from_report(report, scanner: str) -> ImageFacts:
             secrets.append(Secret(secret.RuleID, secret.Category, secret.Severity.upper(), secret.Title,
                                   result.Target, secret.StartLine, _diff_id(secret.Layer)))
     return ImageFacts(
-        reference=report.ArtifactName, image_id=report.Metadata.ImageID or "", repo_digests=tuple(report.Metadata.RepoDigests),
+        reference=report.ArtifactName, image_id=report.Metadata.ImageID or "",
         diff_ids=tuple(report.Metadata.DiffIDs), packages=tuple(packages), vulnerabilities=tuple(vulnerabilities),
         secrets=tuple(secrets), scanner=scanner)
 
