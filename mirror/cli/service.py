@@ -86,11 +86,16 @@ def run_sync(args: argparse.Namespace) -> int:
     from mirror.conda.channel import CondaSync
     from mirror.containers.sync import sync_images
     from mirror.service import build_exception_service, open_database
+    from mirror.store.db import DatabaseUnavailable
 
     settings = _settings(args)
     if settings is None:
         return 2
-    database = open_database(settings)
+    try:
+        database = open_database(settings)
+    except DatabaseUnavailable as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return 1
     try:
         _, policy = build_exception_service(settings, database, None)
     except InvalidAllowlist as exc:
