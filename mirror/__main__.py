@@ -1,5 +1,3 @@
-import sys
+from mirror.cli import run
 
-from mirror.cli import main
-
-sys.exit(main())
+run()

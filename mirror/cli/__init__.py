@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -36,5 +37,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The `airlock` command: `main`, then leave without CPython's teardown.
+
+    py-rattler's solver runs on Rust (tokio) threads that may still hand Python objects back while
+    the interpreter finalises, which aborts the process ("PyGILState_Release: thread state must be
+    current", exit -6) after the command has done its work. Everything a command writes is flushed
+    and closed before this point, so ending with os._exit loses nothing and the exit code stays true.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (| head), or a stream main closed
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
