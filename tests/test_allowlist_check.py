@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from mirror.cli import main
-from mirror.policy import InvalidAllowlist, load_policy_files
+from mirror.policy import Ecosystem, InvalidAllowlist, load_policy_files
+from mirror.policy import yamlsource
 from tests.conftest import NOW, REPO_ROOT
 
 HEADER = "ecosystem: pypi\nenvironments:\n  prod: {}\n  preprod: {extends: prod}\npackages:\n"
@@ -230,3 +231,45 @@ def test_shipped_example_allowlists_are_valid(capsys):
     assert main(["allowlist", "check", str(REPO_ROOT / "allowlists")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ok: 5 files valid")
+
+
+def long_pypi_file(entries: int, entry=lambda i: f"  - name: pkg-{i}\n    environments: [prod]\n    reason: rule {i}\n    owner: ml\n") -> str:
+    """Over a megabyte: the loader parses its package list in parts on parallel threads."""
+    return HEADER + "".join(entry(i) for i in range(entries)) + "deny:\n  - name: evil\n    reason: malware\n"
+
+
+def rules_of(text: str) -> list[tuple[str, int, str]]:
+    policy = load_policy_files([("allowlists/pypi.yaml", text)], NOW).files[Ecosystem.PYPI]
+    return [(rule.name, rule.origin.line, rule.owner) for rule in policy.rules]
+
+
+def test_a_long_file_parsed_in_parts_gives_the_rules_and_lines_of_a_whole_parse(monkeypatch):
+    text = long_pypi_file(15_000)
+    assert yamlsource._parse_in_parts(text) is not None  # the parts path is the one taken
+    in_parts = rules_of(text)
+    monkeypatch.setattr(yamlsource, "_PARTS_MIN_CHARS", len(text) + 1)
+    assert rules_of(text) == in_parts
+    assert len(in_parts) == 15_001
+    assert in_parts[12_345] == ("pkg-12345", 6 + 4 * 12_345, "ml")
+    assert in_parts[-1][:2] == ("evil", 6 + 4 * 15_000 + 1)
+
+
+def test_a_long_file_reports_a_mistake_deep_inside_at_its_line():
+    bad = long_pypi_file(15_000, lambda i: f"  - name: pkg-{i}\n    {'verisons' if i == 11_111 else 'versions'}: '>=1'\n"
+                                           f"    environments: [prod]\n    reason: r\n    owner: ml\n")
+    assert problems(bad) == [f"allowlists/pypi.yaml:{6 + 5 * 11_111 + 1}: unknown key 'verisons' (did you mean 'versions'?)"]
+
+
+def test_a_long_file_with_yaml_spanning_entries_is_parsed_whole():
+    # An anchor in the first entry used by the last, and an unterminated quote in the middle:
+    # a part alone cannot parse either, so the whole text decides (the alias works, the quote fails).
+    def entry(i: int) -> str:
+        owner = "&team ml-platform" if i == 0 else "*team" if i == 14_999 else "ml"
+        return f"  - name: pkg-{i}\n    environments: [prod]\n    reason: rule {i}\n    owner: {owner}\n"
+    assert rules_of(long_pypi_file(15_000, entry))[14_999] == ("pkg-14999", 6 + 4 * 14_999, "ml-platform")
+
+    def broken(i: int) -> str:
+        reason = '"begins\n  - name: looks-like-an-entry\n    ends"' if i == 7_500 else f"rule {i}"
+        return f"  - name: pkg-{i}\n    environments: [prod]\n    reason: {reason}\n    owner: ml\n"
+    [message] = problems(long_pypi_file(15_000, broken))
+    assert message.startswith(f"allowlists/pypi.yaml:{6 + 4 * 7_500 + 3}: YAML syntax error: invalid indentation")

@@ -34,9 +34,13 @@ _SEPARATORS = re.compile(r"[-_.]+")
 
 
 def normalize(name: str) -> str:
-    """PEP 503 normalisation, `re.sub(r"[-_.]+", "-", name).lower()` as the PEP defines it (one
-    regex pass; packaging's canonicalize_name does more work per name)."""
-    return _SEPARATORS.sub("-", name).lower()
+    """PEP 503 normalisation, `re.sub(r"[-_.]+", "-", name).lower()` as the PEP defines it.
+
+    Two `str.replace` calls cost a third of the regex pass; the regex runs only when separators
+    stand together (`a__b`), which a valid name rarely has.
+    """
+    folded = name.lower().replace("_", "-").replace(".", "-")
+    return _SEPARATORS.sub("-", folded) if "--" in folded else folded
 
 
 @lru_cache(maxsize=65536)
