@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from mirror.api.reads import run_read
 from mirror.auth.deps import PrincipalDep, ServiceDep
 from mirror.exceptions.models import Decision, ErrorOut, ExceptionCreate, ExceptionOut
 from mirror.exceptions.service import to_out
@@ -23,7 +24,7 @@ def create_exception(body: ExceptionCreate, principal: PrincipalDep, service: Se
 
 
 @router.get("", response_model=list[ExceptionOut], responses=ERRORS, summary="Requests you may read, newest first")
-def list_exceptions(
+async def list_exceptions(
     principal: PrincipalDep, service: ServiceDep,
     status: Literal["pending", "approved", "rejected", "revoked", "expired"] | None = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
@@ -31,12 +32,12 @@ def list_exceptions(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    return Response(service.list(principal, status, project, ecosystem, limit, offset), media_type="application/json")
+    return Response(await run_read(service.list, principal, status, project, ecosystem, limit, offset), media_type="application/json")
 
 
 @router.get("/{request_id}", response_model=ExceptionOut, responses=ERRORS)
-def get_exception(request_id: RequestId, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
-    return to_out(service.get(principal, request_id))
+async def get_exception(request_id: RequestId, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
+    return to_out(await run_read(service.get, principal, request_id))
 
 
 @router.post("/{request_id}/approve", response_model=ExceptionOut, responses=ERRORS,

@@ -95,7 +95,7 @@ class TokenCache:
         if principal is not None:
             return principal, ""
         now = time.monotonic()
-        with database.reading() as session:
+        with database.reading(snapshot=False) as session:
             principal, why = authenticate(session, presented)
         if principal is None:
             self._entries.pop(presented, None)

@@ -10,7 +10,7 @@ import difflib
 import email.parser
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,22 @@ POPULAR = ("numpy", "pandas", "requests", "scipy", "scikit-learn", "matplotlib",
            "cryptography", "certifi", "idna", "six", "python-dateutil", "pytz", "protobuf", "grpcio", "psutil")
 
 
-_advisory_cache: dict[Path, tuple[tuple, dict[str, list[Advisory]]]] = {}
+_advisory_cache: dict[Path, tuple[float, tuple, dict[str, list[Advisory]]]] = {}
+_ADVISORY_RESCAN_SECONDS = 2.0
 
 
 def load_advisories(folder: Path) -> dict[str, list[Advisory]]:
-    """The advisory folder, re-read only when one of its files changed."""
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*.json")))
+    """The advisory folder, re-read only when one of its files changed; the folder is listed at
+    most every couple of seconds (a feed holds thousands of files, and requests come in bursts)."""
+    now = time.monotonic()
     cached = _advisory_cache.get(folder)
-    if cached is None or cached[0] != stamp:
-        cached = _advisory_cache[folder] = (stamp, read_advisory_folder(folder))
-    return cached[1]
+    if cached is not None and now - cached[0] < _ADVISORY_RESCAN_SECONDS:
+        return cached[2]
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*.json")))
+    if cached is None or cached[1] != stamp:
+        cached = (now, stamp, read_advisory_folder(folder))
+    _advisory_cache[folder] = (now, cached[1], cached[2])
+    return cached[2]
 
 
 _CLIENT = httpx.Client(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=8))
@@ -82,12 +88,26 @@ def _get_metadata(url: str, timeout: float) -> tuple[int, str]:
 
 @dataclass
 class PrecheckContext:
+    """What the checks consult; built once per allowlist (the service keeps it while the
+    allowlist stands), so the name index and typosquat verdicts are shared by its requests."""
+
     devpi_url: str | None
     advisories_dir: Path | None
     known_names: set[str]
     timeout: float = 10.0
     page_ttl: float = 2.0
     """Seconds a project page is reused (AIRLOCK_PYPI_PAGE_TTL, as on the serving path)."""
+    _names_by_length: dict[int, list[str]] | None = field(default=None, repr=False)
+    _typosquat: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def names_of_length(self, low: int, high: int) -> list[str]:
+        """Popular and allowlisted names `low` to `high` characters long, sorted."""
+        if self._names_by_length is None:
+            by_length: dict[int, list[str]] = {}
+            for known in sorted(set(POPULAR) | self.known_names):
+                by_length.setdefault(len(known), []).append(known)
+            self._names_by_length = by_length
+        return sorted(n for length in range(low, high + 1) for n in self._names_by_length.get(length, ()))
 
 
 def _check(name: str, status: str, detail: str) -> dict[str, str]:
@@ -96,7 +116,7 @@ def _check(name: str, status: str, detail: str) -> dict[str, str]:
 
 def run_prechecks(ecosystem: str, package: str, versions: str | None, context: PrecheckContext) -> list[dict[str, str]]:
     name = canonicalize_name(package) if ecosystem == "pypi" else package.split()[0].lower()
-    checks = [_similar_names(name, context.known_names)]
+    checks = [_similar_names(name, context)]
     if ecosystem != "pypi":
         reason = f"not run for {ecosystem}: Airlock's {ecosystem} upstream is not configured for pre-checks yet"
         return checks + [_check(n, "skipped", reason) for n in ("upstream", "vulnerabilities", "licence")]
@@ -127,11 +147,22 @@ def transpositions_apart(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _similar_names(name: str, known: set[str]) -> dict[str, str]:
-    candidates = sorted((set(POPULAR) | known) - {name})
+def _similar_names(name: str, context: PrecheckContext) -> dict[str, str]:
+    verdict = context._typosquat.get(name)
+    if verdict is None:
+        if len(context._typosquat) > 10_000:
+            context._typosquat.clear()
+        verdict = context._typosquat[name] = _typosquat_check(name, context)
+    return dict(verdict)
+
+
+def _typosquat_check(name: str, context: PrecheckContext) -> dict[str, str]:
     limit = 1 if len(name) <= 8 else 2
-    close = [c for c in candidates if abs(len(c) - len(name)) <= limit and transpositions_apart(name, c) <= limit]
-    close += [c for c in difflib.get_close_matches(name, candidates, n=3, cutoff=0.9) if c not in close]
+    near = [c for c in context.names_of_length(len(name) - limit, len(name) + limit) if c != name]
+    close = [c for c in near if transpositions_apart(name, c) <= limit]
+    # difflib's ratio 2M/(a+b) reaches 0.9 only when the shorter name is over 9/11 of the longer.
+    alike = [c for c in context.names_of_length(len(name) * 9 // 11, -(-len(name) * 11 // 9)) if c != name]
+    close += [c for c in difflib.get_close_matches(name, alike, n=3, cutoff=0.9) if c not in close]
     close = close[:3]
     if close:
         return _check("typosquat", "warn", f"{name!r} is close to {', '.join(repr(c) for c in close)}: make sure it is not a typosquat")

@@ -149,7 +149,9 @@ class ExceptionService:
         for column, value in ((table.c.status, status), (table.c.project, project), (table.c.ecosystem, ecosystem)):
             if value is not None:
                 query = query.where(column == value)
-        with self.db.reading() as session:
+        # Two statements without a snapshot: a row changed between them is cached with the older
+        # fingerprint and so rendered again on the next list.
+        with self.db.reading(snapshot=False) as session:
             states = session.execute(query).all()
             stale = {row[0]: tuple(row[1:]) for row in states if self._rendered.get(row[0], (None,))[0] != tuple(row[1:])}
             if stale:
@@ -161,7 +163,7 @@ class ExceptionService:
         return "[" + ",".join(self._rendered[row[0]][1] for row in states) + "]"
 
     def get(self, principal: Principal, request_id: int) -> ExceptionRequest:
-        with self.db.reading() as session:
+        with self.db.reading(snapshot=False) as session:
             row = session.get(ExceptionRequest, request_id)
         if row is None:
             raise ApiError(404, f"no exception request {request_id}")
@@ -209,7 +211,7 @@ class ExceptionService:
         return row
 
     def _load(self, request_id: int) -> ExceptionRequest:
-        with self.db.reading() as session:
+        with self.db.reading(snapshot=False) as session:
             row = session.get(ExceptionRequest, request_id)
         if row is None:
             raise ApiError(404, f"no exception request {request_id}")
@@ -246,7 +248,7 @@ class ExceptionService:
     def counts_by_state(self) -> dict[str, int]:
         from sqlalchemy import func
 
-        with self.db.reading() as session:
+        with self.db.reading(snapshot=False) as session:
             rows = session.execute(select(ExceptionRequest.status, func.count()).group_by(ExceptionRequest.status)).all()
         counts = {state: 0 for state in ("pending", "approved", "rejected", "revoked", "expired")}
         counts.update({status: count for status, count in rows})
@@ -254,7 +256,7 @@ class ExceptionService:
 
     def fingerprint(self) -> tuple:
         """Changes whenever the set of approved exceptions may have changed (for other replicas)."""
-        with self.db.reading() as session:
+        with self.db.reading(snapshot=False) as session:
             rows = session.execute(select(ExceptionRequest.id, ExceptionRequest.status, ExceptionRequest.expires_at)
                                    .where(ExceptionRequest.status.in_(("approved", "revoked", "expired")))).all()
         return tuple(sorted(rows))

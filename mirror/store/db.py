@@ -58,6 +58,11 @@ class Database:
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        # Reads whose statements each stand alone need no transaction. On PostgreSQL its BEGIN and
+        # ROLLBACK are two more round trips, which made the API's list 1.7 ms instead of 1.0 ms;
+        # the option engine shares the pool and sets psycopg's client-side autocommit flag.
+        self._statement_sessions = self._read_sessions if url.startswith("sqlite") else sessionmaker(
+            self.read_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
         # SQLite has one writer at a time; when a second one finds the lock taken, sqlite3's busy
         # handler sleeps in steps of up to 100 ms. Queueing the process's writers on a lock
         # instead hands the database over at once (other processes still use the busy handler).
@@ -100,9 +105,11 @@ class Database:
             yield session
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
-        """A read-only unit: never takes SQLite's write lock."""
-        with self._read_sessions() as session:
+    def reading(self, snapshot: bool = True) -> Iterator[Session]:
+        """A read-only unit: never takes SQLite's write lock. With `snapshot=False` every statement
+        sees the newest committed data on its own (no transaction): for reads that need no
+        consistency across statements and no server-side cursor (`yield_per`)."""
+        with (self._read_sessions if snapshot else self._statement_sessions)() as session:
             yield session
 
     def dispose(self) -> None:
