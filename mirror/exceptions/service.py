@@ -85,18 +85,21 @@ class ExceptionService:
         checks = run_prechecks(body.ecosystem, body.package, body.versions, self._precheck_context(allowlist))
         now = now_utc()
         auto = set(body.environments) <= self.self_service and is_clean(checks)
+        values = dict(ecosystem=body.ecosystem, package=body.package, versions=body.versions, environments=body.environments,
+                      project=body.project, justification=body.justification, duration_days=body.duration_days,
+                      requested_by=principal.user, requested_at=now, status="pending", prechecks=checks)
+        table = ExceptionRequest.__table__
         with self.db.transaction() as session:
-            row = ExceptionRequest(
-                ecosystem=body.ecosystem, package=body.package, versions=body.versions, environments=body.environments,
-                project=body.project, justification=body.justification, duration_days=body.duration_days,
-                requested_by=principal.user, requested_at=now, status="pending", prechecks=checks)
-            session.add(row)
-            session.flush()
-            record = append(session, principal.user, "exception.requested", f"exception {row.id}",
+            # Core statements, not the ORM's unit of work: this is the API's hottest write.
+            connection = session.connection()
+            request_id = connection.execute(table.insert().values(values).returning(table.c.id)).scalar_one()
+            record = append(session, principal.user, "exception.requested", f"exception {request_id}",
                             {"request": body.model_dump(), "prechecks": checks, "role": principal.role}, project=body.project)
-            row.audit_id = record.seq
+            connection.execute(update(table).where(table.c.id == request_id).values(audit_id=record.seq))
+            row = ExceptionRequest(id=request_id, audit_id=record.seq, **values)  # what the response shows
             enqueue(session, self._webhook_urls, "exception.created", to_out(row).model_dump(mode="json"))
             if auto:
+                row = session.get(ExceptionRequest, request_id)  # a persistent row: the decision updates it
                 self._mark_decided(session, row, SELF_SERVICE_ACTOR, True,
                                    "self-service: every pre-check passed for a self-service environment", now, self_service=True)
         if auto:
