@@ -94,5 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     return run_db_build(args)
 
 
+def run() -> None:
+    """The `airlock-gate` command. By the time `main` returns, the verdict is printed, its reports
+    written and its audit record committed: skipping the interpreter's teardown of pydantic,
+    SQLAlchemy and the policy modules saves each CI run about a tenth of a second."""
+    from mirror.cli import leave
+
+    leave(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

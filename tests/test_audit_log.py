@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 from sqlalchemy import select, text
 
-from mirror.audit.log import append
+from mirror.audit.log import append, canonical, record_hash
 from mirror.store.db import Database
 from mirror.store.models import AuditRecord, ExceptionRequest
 
@@ -40,6 +42,18 @@ def chain(tmp_path):
 def raw(database: Database, sql: str) -> None:
     with database.engine.begin() as connection:
         connection.execute(text(sql))
+
+
+def test_record_hash_is_the_hash_of_the_whole_record_canonical():
+    # The formula every record written so far was chained with: a faster spelling must not change it.
+    at = datetime(2026, 11, 28, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    details = {"zeta": [1, 2.5, None], "ä": {"b": True, "a": "ünïcode"}}
+    record = {"seq": 7, "at": at.astimezone(timezone.utc).isoformat(), "actor": "alice", "action": "exception.approved",
+              "subject": "exception 3", "project": None, "details": details}
+    expected = hashlib.sha256(("f" * 64 + canonical(record)).encode()).hexdigest()
+    arguments = ("f" * 64, 7, at, "alice", "exception.approved", "exception 3", None)
+    assert record_hash(*arguments, details) == expected
+    assert record_hash(*arguments, canonical(details)) == expected
 
 
 def test_an_untouched_chain_verifies(chain):

@@ -33,4 +33,6 @@ def as_document(verdict: Verdict) -> dict[str, Any]:
 
 
 def to_json(verdict: Verdict) -> str:
-    return json.dumps(as_document(verdict), indent=2) + "\n"
+    """One line for machines (`jq .` shows it indented): with `indent`, json falls back to its pure
+    Python encoder, 80 ms for an image with 2,000 findings, on every gate run."""
+    return json.dumps(as_document(verdict)) + "\n"

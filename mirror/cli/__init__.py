@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 
 
@@ -42,10 +43,17 @@ def run() -> None:
 
     py-rattler's solver runs on Rust (tokio) threads that may still hand Python objects back while
     the interpreter finalises, which aborts the process ("PyGILState_Release: thread state must be
-    current", exit -6) after the command has done its work. Everything a command writes is flushed
-    and closed before this point, so ending with os._exit loses nothing and the exit code stays true.
+    current", exit -6) after the command has done its work.
     """
-    code = main()
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with `code` once everything written is flushed, skipping CPython's teardown.
+
+    Every command writes and closes what it produces (files, database transactions) before it
+    returns, so os._exit loses nothing and the exit code stays true.
+    """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -53,7 +61,3 @@ def run() -> None:
         except (OSError, ValueError):  # a reader that went away (| head), or a stream main closed
             pass
     os._exit(code)
-
-
-if __name__ == "__main__":
-    run()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from rattler import BuildString, MatchSpec, PackageRecord, Version
-from rattler.exceptions import InvalidMatchSpecError
+from typing import TYPE_CHECKING, Any
 
 from mirror.policy.interface import Ecosystem, ExceptionGrant, VersionMatcher
 from mirror.policy.schema import (
@@ -19,6 +16,11 @@ from mirror.policy.schema import (
     read_upstreams,
 )
 from mirror.policy.yamlsource import SourceDocument
+
+# py-rattler is imported where a conda entry or question first needs it: the gate and the PyPI
+# paths load this module with every schema but seldom a conda file, and the import costs ~50 ms.
+if TYPE_CHECKING:
+    from rattler import MatchSpec, PackageRecord
 
 DEFAULT_SUBDIRS = ("noarch", "linux-64")
 _CHANNEL_KEYS = frozenset({"url", "subdirs"})
@@ -62,6 +64,8 @@ class CondaSpec(VersionMatcher):
 
 
 def package_record(name: str, version: str, build: str | None) -> PackageRecord | None:
+    from rattler import BuildString, PackageRecord, Version
+
     try:
         Version(version)
     except Exception:  # rattler raises its own exception types for malformed versions
@@ -72,6 +76,9 @@ def package_record(name: str, version: str, build: str | None) -> PackageRecord 
 
 def parse_match_spec(text: str) -> MatchSpec:
     """Parse a MatchSpec; raise ValueError with a reviewer-facing message."""
+    from rattler import MatchSpec
+    from rattler.exceptions import InvalidMatchSpecError
+
     try:
         spec = MatchSpec(text)
     except InvalidMatchSpecError as exc:
