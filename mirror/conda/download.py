@@ -56,12 +56,10 @@ def fetch_repodata(client: httpx.Client, url: str) -> dict:
     return data
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _hash_file(path: Path, digest) -> None:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK * 16), b""):
             digest.update(chunk)
-    return digest.hexdigest()
 
 
 class VerifiedCache:
@@ -111,9 +109,15 @@ class VerifiedCache:
                     mode = "ab"
                 else:
                     return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: upstream answered HTTP {response.status_code}"
+                # Hashed as it arrives (a resumed file: its first part, then the rest): a
+                # gigabyte-sized package is not read back from disk to be verified.
+                digest = hashlib.sha256()
+                if offset:
+                    _hash_file(part, digest)
                 with open(part, mode) as handle:
                     for chunk in response.iter_bytes(CHUNK):
                         handle.write(chunk)
+                        digest.update(chunk)
                         progress.advance(size=len(chunk))
         except httpx.HTTPError as exc:
             return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: download failed ({exc.__class__.__name__}); run the sync again to resume"
@@ -121,7 +125,7 @@ class VerifiedCache:
         if size != wanted.size:
             part.unlink()
             return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: size {size} != {wanted.size} in upstream repodata (truncated or tampered)"
-        digest = _sha256(part)
+        digest = digest.hexdigest()
         if digest != wanted.sha256:
             part.unlink()
             return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: sha256 {digest} != {wanted.sha256} in upstream repodata (tampered or corrupt)"
