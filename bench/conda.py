@@ -24,7 +24,8 @@ import rattler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mirror.conda.channel import CondaSync, index_subdirs  # noqa: E402
+from mirror.conda.channel import CondaSync  # noqa: E402
+from mirror.conda.indexer import index_subdirs  # noqa: E402
 from mirror.policy import build_allowlist, load_policy_files  # noqa: E402
 from tests.upstream.conda import CondaChannelDir, CondaPackage  # noqa: E402
 from tests.upstream.servers import StaticServer  # noqa: E402

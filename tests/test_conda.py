@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -167,7 +168,7 @@ def test_a_tampered_upstream_file_publishes_nothing_and_names_the_file(conda_wor
 
 
 def test_the_shim_stays_sufficient_for_conda_index(tmp_path):
-    from mirror.conda.channel import index_subdirs, indexed_files
+    from mirror.conda.indexer import index_subdirs, indexed_files
 
     folder = tmp_path / "channel" / "linux-64"
     folder.mkdir(parents=True)
@@ -239,3 +240,56 @@ def test_an_approved_conda_exception_reaches_the_channel(conda_world):
         assert time.monotonic() < deadline, "revocation not enforced within 2 s"
         time.sleep(0.05)
     assert httpx.get(f"{channel(conda_world)}/noarch/tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2").status_code == 404
+
+
+PROD_LINUX = {"python-3.11.9-h_0_cpython.tar.bz2", "libblas-3.9.0-20_linux64_openblas.tar.bz2", "numpy-1.26.4-py311_0.conda",
+              "numpy-2.0.0-py311_0.tar.bz2", "numpy-2.0.0-py311_0.conda", "pytorch-2.3.1-cuda118_py311_0.tar.bz2"}
+
+
+def sync_in_process(world, data, conda_yaml: str):
+    from mirror.conda.channel import CondaSync
+    from mirror.policy import build_allowlist, load_policy_files
+    from tests.conftest import NOW
+
+    allowlist = build_allowlist(load_policy_files([("allowlists/conda.yaml", conda_yaml.format(url=world["server"].url))], NOW), (), NOW)
+    with httpx.Client(timeout=60) as client:
+        return CondaSync(data, client).run(allowlist)
+
+
+def published(data, env, subdir="linux-64"):
+    from mirror.conda.indexer import indexed_files
+
+    return indexed_files(data / "conda" / env / "conda-forge" / subdir / "repodata.json")
+
+
+def test_a_cold_sync_warms_conda_index_while_it_downloads(conda_world, tmp_path, monkeypatch):
+    from mirror.conda import channel as conda_channel
+    from mirror.conda.download import VerifiedCache
+    from mirror.conda.indexer import IndexWarmer
+
+    warmed, ensure, download, warm = [], VerifiedCache.ensure, VerifiedCache._download, IndexWarmer._warm
+    # The fixture's channel is small and local: warm from one file, and let files arrive one by one.
+    monkeypatch.setattr(conda_channel, "WARM_FROM_FILES", 1)
+    monkeypatch.setattr(VerifiedCache, "ensure", lambda self, client, wanted, on_verified: ensure(self, client, wanted, 1, on_verified))
+    monkeypatch.setattr(VerifiedCache, "_download", lambda self, *a: (time.sleep(0.2), download(self, *a))[1])
+    monkeypatch.setattr(IndexWarmer, "_warm", lambda self, staging, subdirs: (warmed.append(staging.parent.name), warm(self, staging, subdirs)))
+    report = sync_in_process(conda_world, tmp_path / "data", CONDA_YAML)
+    assert report.problems == [] and sorted(report.published) == ["preprod/conda-forge", "prod/conda-forge"]
+    assert warmed, "no warm-up ran while the files downloaded"
+    assert published(tmp_path / "data", "prod") == PROD_LINUX
+    assert "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2" in published(tmp_path / "data", "preprod", "noarch")
+
+
+def test_files_already_staged_but_not_live_are_published(conda_world, tmp_path):
+    # A warm-up or a failed publish can leave the staging folder ahead of the live channel.
+    narrow = CONDA_YAML.replace('  - {{spec: "numpy >=1.26", environments: [prod], reason: numerics, owner: ml}}\n', "")
+    data = tmp_path / "data"
+    assert sync_in_process(conda_world, data, CONDA_YAML).problems == []  # every file verified in the cache
+    assert sync_in_process(conda_world, data, narrow).problems == []
+    assert not any(name.startswith("numpy") for name in published(data, "prod"))
+    staging = data / "conda" / "staging" / "prod" / "conda-forge" / "linux-64"
+    for name in PROD_LINUX:
+        if not (staging / name).exists():
+            os.link(data / "conda" / "cache" / "conda-forge" / "linux-64" / name, staging / name)
+    report = sync_in_process(conda_world, data, CONDA_YAML)
+    assert "prod/conda-forge" in report.published and published(data, "prod") == PROD_LINUX

@@ -10,12 +10,10 @@ Layout under `{data}/conda/`:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +21,10 @@ import httpx
 from rattler import MatchSpec
 
 from mirror.conda.download import FetchError, VerifiedCache, Wanted, fetch_repodata
+from mirror.conda.indexer import PACKAGE_KEYS, WARM_FROM_FILES, IndexWarmer, index_subdirs, indexed_files, staging_folder
 from mirror.policy import Allowlist, Ecosystem
 from mirror.policy.conda import CondaChannel, package_record
 
-SHIM = Path(__file__).resolve().parent / "shim"
-PACKAGE_KEYS = ("packages", "packages.conda")
 
 
 @dataclass
@@ -48,24 +45,6 @@ class SyncReport:
 
 def live_channel(data_dir: Path, env: str, channel: str) -> Path:
     return data_dir / "conda" / env / channel
-
-
-def index_subdirs(channel_dir: Path, subdirs: list[str], output: Path) -> None:
-    """conda-index as a subprocess, with the `conda` shim on its PYTHONPATH only."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "conda_index", str(channel_dir), "--output", str(output), "--no-current-repodata",
-            "--no-rss", "--no-channeldata", "--no-bz2", "--no-zst", "--threads", "2"]
-    for subdir in subdirs:
-        argv += ["--subdir", subdir]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
-    if result.returncode != 0:
-        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
-        raise FetchError(f"conda-index failed on {channel_dir} (exit {result.returncode}): {tail}")
-
-
-def indexed_files(repodata_path: Path) -> set[str]:
-    data = json.loads(repodata_path.read_text())
-    return {name for key in PACKAGE_KEYS for name in data.get(key, {})}
 
 
 class CondaSync:
@@ -100,7 +79,7 @@ class CondaSync:
         selection = {env: self._select(allowlist, env, channels, upstream) for env in envs}
         wanted = {w.path(self.cache.root): w for chosen in selection.values() for w in chosen.values()}
         report.files = len(wanted)
-        report.problems += self.cache.ensure(self.client, list(wanted.values()))
+        report.problems += self._download(list(wanted.values()), selection)
         if report.problems:
             return report  # publish nothing new: the previous channels stay served
         for env in envs:
@@ -111,6 +90,16 @@ class CondaSync:
             report.warnings += closure_gaps(allowlist, envs, channels, selection, upstream)
             report.warnings += unsolvable_specs(self.data_dir, allowlist, envs, channels, report.added)
         return report
+
+    def _download(self, wanted: list[Wanted], selection: dict[str, dict]) -> list[str]:
+        """Fetch and verify what the cache lacks; on a big download, warm conda-index meanwhile."""
+        if len(self.cache.missing(wanted)) < WARM_FROM_FILES:
+            return self.cache.ensure(self.client, wanted)
+        warmer = IndexWarmer(self.root, self.cache.root, selection)
+        with ThreadPoolExecutor(max_workers=1) as downloads:
+            pending = downloads.submit(self.cache.ensure, self.client, wanted, on_verified=warmer.add)
+            warmer.run_until(pending)
+            return pending.result()
 
     def _select(self, allowlist: Allowlist, env: str, channels: dict[str, CondaChannel],
                 upstream: dict[tuple[str, str], dict]) -> dict[tuple[str, str, str], Wanted]:
@@ -131,7 +120,7 @@ class CondaSync:
 
     def _publish(self, env: str, channel: CondaChannel, chosen: dict, upstream: dict, report: SyncReport) -> None:
         label = f"{env}/{channel.name}"
-        staging = self.root / "staging" / env / channel.name
+        staging = staging_folder(self.root, env, channel.name)
         live = live_channel(self.data_dir, env, channel.name)
         previous = live.resolve() if live.is_symlink() else None
         changed: list[str] = []
@@ -142,11 +131,17 @@ class CondaSync:
             have = {p.name for p in folder.iterdir() if p.is_file() and p.name.endswith((".conda", ".tar.bz2"))}
             for name in have - want:
                 (folder / name).unlink()
-                report.added.setdefault(env, set()).add("*")
             for name in want - have:
                 os.link(self.cache.root / channel.name / subdir / name, folder / name)
+            live_repodata = previous / subdir / "repodata.json" if previous is not None else None
+            # Against what is live, not what staging held: files may have been linked by the
+            # index warm-up, or by a sync whose publish failed.
+            live_files = indexed_files(live_repodata) if live_repodata is not None and live_repodata.exists() else None
+            for name in want - (live_files or set()):
                 report.added.setdefault(env, set()).add(name.rsplit("-", 2)[0].lower())
-            if want != have or previous is None or not (previous / subdir / "repodata.json").exists():
+            if live_files is not None and live_files - want:
+                report.added.setdefault(env, set()).add("*")
+            if live_files != want:
                 changed.append(subdir)
         if not changed:
             report.unchanged.append(label)

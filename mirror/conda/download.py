@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -79,15 +80,22 @@ class VerifiedCache:
         key = str(path.relative_to(self.root))
         return self._verified.get(key) == wanted.sha256 and path.is_file() and path.stat().st_size == wanted.size
 
-    def ensure(self, client: httpx.Client, wanted: list[Wanted], workers: int = 8) -> list[str]:
-        """Download what is missing; returns one problem per file that failed (none: all good)."""
-        missing = [w for w in wanted if not self.has(w)]
+    def missing(self, wanted: list[Wanted]) -> list[Wanted]:
+        return [w for w in wanted if not self.has(w)]
+
+    def ensure(self, client: httpx.Client, wanted: list[Wanted], workers: int = 8,
+               on_verified: Callable[[Wanted], None] = lambda wanted: None) -> list[str]:
+        """Download what is missing; returns one problem per file that failed (none: all good).
+        `on_verified` hears of each file once it is in the cache, verified (in download order)."""
+        missing = self.missing(wanted)
         progress = Progress(len(missing), sum(w.size for w in missing), "conda sync")
         problems: list[str] = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for problem in pool.map(lambda w: self._download(client, w, progress), missing):
+            for item, problem in zip(missing, pool.map(lambda w: self._download(client, w, progress), missing)):
                 if problem:
                     problems.append(problem)
+                else:
+                    on_verified(item)
         progress.close()
         self._save()
         return sorted(problems)

@@ -14,7 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
-from mirror.conda.channel import PACKAGE_KEYS, live_channel
+from mirror.conda.channel import live_channel
+from mirror.conda.indexer import PACKAGE_KEYS
 from mirror.policy import Allowlist, Ecosystem
 from mirror.observability import DECISIONS
 from mirror.refusals import refusal
