@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mirror.store.db import Database
@@ -98,17 +98,22 @@ class WebhookSender:
         outcomes = [(delivery.id, self._post(client, delivery)) for delivery in due]
         if not outcomes:
             return 0
-        # One write for the whole pass: on SQLite every transaction queues behind the API's writes.
+        # One short write for the whole pass: on SQLite every transaction queues behind the API's
+        # writes (and they behind it), so the deliveries that went through are marked in one statement.
+        table = WebhookDelivery.__table__
+        delivered = [delivery_id for delivery_id, error in outcomes if error is None]
+        by_id = {delivery.id: delivery for delivery in due}
         with self.db.transaction() as session:
             now = datetime.now(timezone.utc)
+            if delivered:
+                session.execute(update(table).where(table.c.id.in_(delivered)).values(attempts=table.c.attempts + 1, delivered_at=now))
             for delivery_id, error in outcomes:
-                row = session.get(WebhookDelivery, delivery_id)
-                row.attempts += 1
                 if error is None:
-                    row.delivered_at = now
-                else:
-                    row.last_error = error
-                    row.next_attempt_at = now + backoff(row.attempts)
-                    level = logging.ERROR if row.attempts >= MAX_ATTEMPTS else logging.WARNING
-                    log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", row.event, row.url, error, row.attempts, MAX_ATTEMPTS)
+                    continue
+                attempts = by_id[delivery_id].attempts + 1
+                session.execute(update(table).where(table.c.id == delivery_id).values(
+                    attempts=attempts, last_error=error, next_attempt_at=now + backoff(attempts)))
+                row = by_id[delivery_id]
+                level = logging.ERROR if attempts >= MAX_ATTEMPTS else logging.WARNING
+                log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", row.event, row.url, error, attempts, MAX_ATTEMPTS)
         return len(due)
