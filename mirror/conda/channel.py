@@ -77,7 +77,7 @@ class CondaSync:
         if report.problems:
             return report
         selection = {env: self._select(allowlist, env, channels, upstream) for env in envs}
-        wanted = {w.path(self.cache.root): w for chosen in selection.values() for w in chosen.values()}
+        wanted = {w.key: w for chosen in selection.values() for w in chosen.values()}
         report.files = len(wanted)
         report.problems += self._download(list(wanted.values()), selection)
         if report.problems:
@@ -93,11 +93,12 @@ class CondaSync:
 
     def _download(self, wanted: list[Wanted], selection: dict[str, dict]) -> list[str]:
         """Fetch and verify what the cache lacks; on a big download, warm conda-index meanwhile."""
-        if len(self.cache.missing(wanted)) < WARM_FROM_FILES:
-            return self.cache.ensure(self.client, wanted)
+        missing = self.cache.missing(wanted)
+        if len(missing) < WARM_FROM_FILES:
+            return self.cache.ensure(self.client, missing)
         warmer = IndexWarmer(self.root, self.cache.root, selection)
         with ThreadPoolExecutor(max_workers=1) as downloads:
-            pending = downloads.submit(self.cache.ensure, self.client, wanted, on_verified=warmer.add)
+            pending = downloads.submit(self.cache.ensure, self.client, missing, on_verified=warmer.add)
             warmer.run_until(pending)
             return pending.result()
 
@@ -128,7 +129,8 @@ class CondaSync:
             folder = staging / subdir
             folder.mkdir(parents=True, exist_ok=True)
             want = {filename for (ch, sd, filename) in chosen if sd == subdir}
-            have = {p.name for p in folder.iterdir() if p.is_file() and p.name.endswith((".conda", ".tar.bz2"))}
+            with os.scandir(folder) as entries:
+                have = {e.name for e in entries if e.name.endswith((".conda", ".tar.bz2")) and e.is_file()}
             for name in have - want:
                 (folder / name).unlink()
             for name in want - have:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,8 +38,13 @@ class Wanted:
     sha256: str
     size: int
 
+    @property
+    def key(self) -> str:
+        """`channel/subdir/file`: its place in the cache and its name in the manifest."""
+        return f"{self.channel}/{self.subdir}/{self.filename}"
+
     def path(self, cache: Path) -> Path:
-        return cache / self.channel / self.subdir / self.filename
+        return cache / self.key
 
 
 def fetch_repodata(client: httpx.Client, url: str) -> dict:
@@ -68,6 +74,7 @@ class VerifiedCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root_text = str(root)
         self._manifest_path = root / "verified.json"
         self._lock = threading.Lock()
         try:
@@ -76,9 +83,15 @@ class VerifiedCache:
             self._verified = {}
 
     def has(self, wanted: Wanted) -> bool:
-        path = wanted.path(self.root)
-        key = str(path.relative_to(self.root))
-        return self._verified.get(key) == wanted.sha256 and path.is_file() and path.stat().st_size == wanted.size
+        # Plain strings and one stat: a one-package update asks this of every selected file.
+        key = wanted.key
+        if self._verified.get(key) != wanted.sha256:
+            return False
+        try:
+            found = os.stat(os.path.join(self._root_text, key))
+        except OSError:
+            return False
+        return stat.S_ISREG(found.st_mode) and found.st_size == wanted.size
 
     def missing(self, wanted: list[Wanted]) -> list[Wanted]:
         return [w for w in wanted if not self.has(w)]
@@ -139,7 +152,7 @@ class VerifiedCache:
             return f"{wanted.channel}/{wanted.subdir}/{wanted.filename}: sha256 {digest} != {wanted.sha256} in upstream repodata (tampered or corrupt)"
         os.replace(part, target)
         with self._lock:
-            self._verified[str(target.relative_to(self.root))] = wanted.sha256
+            self._verified[wanted.key] = wanted.sha256
         progress.advance(files=1)
         return None
 
