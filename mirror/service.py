@@ -87,18 +87,14 @@ def build_exception_service(settings: Settings, database: Database, devpi_url: s
         if ecosystem == "conda":
             on_conda_change()  # a conda approval must reach the curated channel: sync it
 
-    contexts: dict[int, tuple[Allowlist, PrecheckContext]] = {}
+    kept: dict[str, Any] = {}
 
     def precheck_context(allowlist: Allowlist) -> PrecheckContext:
         """One context per allowlist (an immutable object, replaced on every change)."""
-        kept = contexts.get(id(allowlist))
-        if kept is not None and kept[0] is allowlist:
-            return kept[1]
-        names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
-        context = PrecheckContext(devpi_url, settings.advisories, names, page_ttl=settings.pypi_page_ttl)
-        contexts.clear()
-        contexts[id(allowlist)] = (allowlist, context)
-        return context
+        if kept.get("allowlist") is not allowlist:
+            names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
+            kept.update(allowlist=allowlist, context=PrecheckContext(devpi_url, settings.advisories, names, page_ttl=settings.pypi_page_ttl))
+        return kept["context"]
 
     service = ExceptionService(
         database, allowlist=lambda: holder["policy"].current(), changed=changed,

@@ -95,25 +95,23 @@ class WebhookSender:
                                                                 WebhookDelivery.attempts < MAX_ATTEMPTS,
                                                                 WebhookDelivery.next_attempt_at <= now)
                                   .order_by(WebhookDelivery.id).limit(50)).scalars().all()
-        outcomes = [(delivery.id, self._post(client, delivery)) for delivery in due]
+        outcomes = [(delivery, self._post(client, delivery)) for delivery in due]
         if not outcomes:
             return 0
         # One short write for the whole pass: on SQLite every transaction queues behind the API's
         # writes (and they behind it), so the deliveries that went through are marked in one statement.
         table = WebhookDelivery.__table__
-        delivered = [delivery_id for delivery_id, error in outcomes if error is None]
-        by_id = {delivery.id: delivery for delivery in due}
+        delivered = [delivery.id for delivery, error in outcomes if error is None]
         with self.db.transaction() as session:
             now = datetime.now(timezone.utc)
             if delivered:
                 session.execute(update(table).where(table.c.id.in_(delivered)).values(attempts=table.c.attempts + 1, delivered_at=now))
-            for delivery_id, error in outcomes:
+            for delivery, error in outcomes:
                 if error is None:
                     continue
-                attempts = by_id[delivery_id].attempts + 1
-                session.execute(update(table).where(table.c.id == delivery_id).values(
+                attempts = delivery.attempts + 1
+                session.execute(update(table).where(table.c.id == delivery.id).values(
                     attempts=attempts, last_error=error, next_attempt_at=now + backoff(attempts)))
-                row = by_id[delivery_id]
                 level = logging.ERROR if attempts >= MAX_ATTEMPTS else logging.WARNING
-                log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", row.event, row.url, error, attempts, MAX_ATTEMPTS)
+                log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", delivery.event, delivery.url, error, attempts, MAX_ATTEMPTS)
         return len(due)

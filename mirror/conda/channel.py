@@ -26,7 +26,6 @@ from mirror.policy import Allowlist, Ecosystem
 from mirror.policy.conda import CondaChannel, package_record
 
 
-
 @dataclass
 class SyncReport:
     published: list[str] = field(default_factory=list)

@@ -158,10 +158,10 @@ def _similar_names(name: str, context: PrecheckContext) -> dict[str, str]:
 
 def _typosquat_check(name: str, context: PrecheckContext) -> dict[str, str]:
     limit = 1 if len(name) <= 8 else 2
-    near = [c for c in context.names_of_length(len(name) - limit, len(name) + limit) if c != name]
-    close = [c for c in near if transpositions_apart(name, c) <= limit]
-    # difflib's ratio 2M/(a+b) reaches 0.9 only when the shorter name is over 9/11 of the longer.
+    # difflib's ratio 2M/(a+b) reaches 0.9 only when the shorter name is over 9/11 of the longer;
+    # that range also holds every name within `limit` characters of this one's length.
     alike = [c for c in context.names_of_length(len(name) * 9 // 11, -(-len(name) * 11 // 9)) if c != name]
+    close = [c for c in alike if abs(len(c) - len(name)) <= limit and transpositions_apart(name, c) <= limit]
     close += [c for c in difflib.get_close_matches(name, alike, n=3, cutoff=0.9) if c not in close]
     close = close[:3]
     if close:
