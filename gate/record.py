@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sqlite3
 from typing import Any
 
 from gate.interface import Verdict
@@ -49,15 +50,25 @@ def decision_body(verdict: Verdict, ci: dict[str, Any], extra: dict[str, Any]) -
 class AuditSink:
     """The local hash-chained audit log (the database in AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL).
 
-    `open` (import the driver, migrate) may run early, while Trivy scans; `append` opens it if that
-    did not happen, so a record is written on every path.
+    `open` may run early, while Trivy scans; `append` opens it if that did not happen, so a record is
+    written on every path. The embedded SQLite file, once its schema exists, is written with the
+    standard library (`mirror.audit.sqlite_append`); any other database, or a new one to migrate,
+    through SQLAlchemy as the service writes it.
     """
 
     def __init__(self) -> None:
+        self._embedded: sqlite3.Connection | None = None
         self._database = None
 
     def open(self) -> None:
-        if self._database is not None:
+        if self._embedded is not None or self._database is not None:
+            return
+        from mirror.audit.sqlite_append import open_current
+        from mirror.store.location import embedded_sqlite_file
+
+        path = embedded_sqlite_file()
+        self._embedded = open_current(path) if path is not None else None
+        if self._embedded is not None:
             return
         from mirror.settings import load_settings
         from mirror.store.db import Database
@@ -68,9 +79,17 @@ class AuditSink:
 
     def append(self, body: dict[str, Any], actor: str) -> int:
         """Append one `gate.decision` record; returns its sequence number."""
+        self.open()
+        if self._embedded is not None:
+            from mirror.audit.sqlite_append import append as append_embedded
+
+            try:
+                return append_embedded(self._embedded, actor, "gate.decision", body["image"], body)
+            finally:
+                self._embedded.close()
+                self._embedded = None
         from mirror.audit.log import append
 
-        self.open()
         try:
             with self._database.transaction() as session:
                 return append(session, actor, "gate.decision", body["image"], body).seq

@@ -12,8 +12,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-CONFIG_FILE_VARIABLE = "AIRLOCK_CONFIG"
-DEFAULT_CONFIG_FILE = "airlock.toml"
+from mirror.store.location import CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR
 
 
 class Settings(BaseSettings):
@@ -22,7 +21,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIRLOCK_", extra="forbid", frozen=True)
 
     listen: str = Field("127.0.0.1:8000", description="HOST:PORT of the one public port")
-    data_dir: Path = Field(Path(".airlock"), description="state: database, devpi server dir, conda channels, logs")
+    data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description="state: database, devpi server dir, conda channels, logs")
     allowlists: Path = Field(Path("allowlists"), description="folder of allowlist files")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir")
     database_password_file: Path | None = Field(None, description="file holding the database password (a Docker/compose secret), kept out of the URL")

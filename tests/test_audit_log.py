@@ -138,3 +138,41 @@ def test_sigkill_during_decisions_loses_nothing_committed(tmp_path):
     finally:
         database.dispose()
         world.stop()
+
+
+def test_the_gates_sqlite_appender_writes_what_the_service_writes(chain, tmp_path):
+    """`sqlite_append` (the gate's writer, no SQLAlchemy) and `log.append` extend one chain, and
+    their rows read back alike through the ORM."""
+    from mirror.audit import sqlite_append
+
+    url, database = chain
+    connection = sqlite_append.open_current(tmp_path / "audit.db")
+    assert connection is not None
+    details = {"image": "app:1", "findings": [{"check": "secrets", "reason": "ünïcode \u2028 line"}], "n": 1.5}
+    assert sqlite_append.append(connection, "gate:ci", "gate.decision", "app:1", details) == 6
+    connection.close()
+    with database.transaction() as session:
+        append(session, "user7", "exception.requested", "exception 7", {"n": 7})
+    assert verify(url) == (0, "audit log intact: 7 records, hash chain verified")
+    with database.reading() as session:
+        written = session.get(AuditRecord, 6)
+        assert (written.actor, written.action, written.subject, written.project, written.details) == (
+            "gate:ci", "gate.decision", "app:1", None, details)
+        assert written.at.tzinfo is not None and abs((datetime.now(timezone.utc) - written.at).total_seconds()) < 60
+    with database.engine.connect() as raw_connection:
+        stored = raw_connection.execute(text("SELECT at FROM audit_records WHERE seq IN (5, 6) ORDER BY seq")).scalars().all()
+    assert len(stored[0]) == len(stored[1]) and stored[1][10] == " "  # the text form SQLAlchemy writes
+
+
+def test_the_gates_sqlite_appender_leaves_new_and_old_databases_to_the_migrator(tmp_path):
+    from mirror.audit import sqlite_append
+
+    assert sqlite_append.open_current(tmp_path / "absent.db") is None
+    old = tmp_path / "old.db"
+    database = Database(f"sqlite:///{old}")
+    database.migrate()
+    raw(database, "UPDATE alembic_version SET version_num = '0000'")
+    database.dispose()
+    assert sqlite_append.open_current(old) is None
+    (tmp_path / "not-a-database.db").write_text("hello")
+    assert sqlite_append.open_current(tmp_path / "not-a-database.db") is None

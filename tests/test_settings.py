@@ -50,3 +50,40 @@ def test_database_password_comes_from_a_file_not_the_url(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRLOCK_DATABASE_PASSWORD_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigurationError, match="is not a readable file"):
         load_settings()
+
+
+@pytest.mark.parametrize("environment", [{}, {"AIRLOCK_DATA_DIR": "state"}, {"airlock_data_dir": "lower/case"},
+                                         {"AIRLOCK_DATA_DIR": ""}, {"AIRLOCK_LISTEN": "0.0.0.0:9"}],
+                         ids=["default", "data-dir", "any-case", "empty", "other-setting"])
+def test_the_gates_quick_database_lookup_agrees_with_the_settings(tmp_path, monkeypatch, environment):
+    """`embedded_sqlite_file` (the gate's way, without pydantic-settings) finds the database
+    `load_settings()` would, or leaves the answer to it."""
+    from mirror.settings import load_settings
+    from mirror.store.location import embedded_sqlite_file
+
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.lower().startswith("airlock_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert f"sqlite:///{embedded_sqlite_file()}" == load_settings().resolved_database_url
+
+
+@pytest.mark.parametrize("configured", ["config-file", "named-config-file", "database-url", "password-file"])
+def test_the_gates_quick_database_lookup_defers_whatever_it_does_not_read(tmp_path, monkeypatch, configured):
+    from mirror.store.location import embedded_sqlite_file
+
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.lower().startswith("airlock_")]:
+        monkeypatch.delenv(name)
+    assert embedded_sqlite_file() == (tmp_path / ".airlock" / "airlock.db")
+    if configured == "config-file":
+        (tmp_path / "airlock.toml").write_text('data_dir = "elsewhere"\n')
+    elif configured == "named-config-file":
+        (tmp_path / "site.toml").write_text('data_dir = "elsewhere"\n')
+        monkeypatch.setenv("AIRLOCK_CONFIG", str(tmp_path / "site.toml"))
+    elif configured == "database-url":
+        monkeypatch.setenv("Airlock_Database_Url", "postgresql+psycopg://airlock@db/airlock")
+    else:
+        monkeypatch.setenv("AIRLOCK_DATABASE_PASSWORD_FILE", str(tmp_path / "pw"))
+    assert embedded_sqlite_file() is None

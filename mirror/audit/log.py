@@ -1,13 +1,12 @@
 """The audit log: append-only records, each carrying the SHA-256 of the one before.
 
-`append` is the one place that writes audit records (the API, the gate and the CLI all call it,
-inside the transaction of the change they record). `verify` recomputes the chain and names the
+`append` writes audit records inside the transaction of the change they record (the API, the
+CLI, and the gate when the database is not the embedded SQLite file: see `sqlite_append`). `verify` recomputes the chain and names the
 first record that does not fit: an edit, a deletion, an insertion or a reordering all break it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,27 +15,10 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mirror.audit.chain import GENESIS, canonical, clipped, record_hash
 from mirror.store.models import AuditHead, AuditRecord
 
-GENESIS = "0" * 64
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def record_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, subject: str,
-                project: str | None, details: dict[str, Any] | str) -> str:
-    """SHA-256 of the previous hash and the record's canonical JSON.
-
-    `details` may be given already canonical (a string): it is spliced in where `canonical` of the
-    whole record would put it (keys sort as action, actor, at, details, project, seq, subject), so
-    a gate decision with thousands of findings is serialised once, not twice."""
-    details_text = details if isinstance(details, str) else canonical(details)
-    head = canonical({"action": action, "actor": actor, "at": at.astimezone(timezone.utc).isoformat()})
-    tail = canonical({"project": project, "seq": seq, "subject": subject})
-    body = f'{head[:-1]},"details":{details_text},{tail[1:]}'
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+__all__ = ["GENESIS", "append", "as_dict", "canonical", "export_lines", "record_hash", "verify", "verify_session"]
 
 
 def append(session: Session, actor: str, action: str, subject: str, details: dict[str, Any] | None = None,
@@ -44,9 +26,7 @@ def append(session: Session, actor: str, action: str, subject: str, details: dic
     """Append one record in `session`'s transaction; appends are serialised by the head row."""
     details_text = canonical(details or {})
     details = json.loads(details_text)  # exactly what the database will give back
-    # Column limits (PostgreSQL enforces them): whatever a caller sent, the record is written.
-    actor, action, subject = actor[:200], action[:60], subject[:300]
-    project = project[:100] if project else project
+    actor, action, subject, project = clipped(actor, action, subject, project)
     at = at or datetime.now(timezone.utc)
     # The select flushes the caller's pending changes first, so records keep the order of events.
     head_seq, head_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()

@@ -13,10 +13,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mirror.store import SCHEMA_HEAD, SQLITE_PRAGMAS
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SCHEMA_HEAD = "0001"
-"""The newest migration's revision (a test keeps it equal to Alembic's head): a database already
-there is not handed to Alembic, whose import and run cost short-lived commands like the gate ~0.3 s."""
 
 
 def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
@@ -28,9 +27,8 @@ def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
     def _connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")

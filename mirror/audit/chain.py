@@ -1,0 +1,39 @@
+"""The audit chain's arithmetic: canonical JSON, each record's hash, the column limits.
+
+Pure and import-light (no database library): both writers of the chain use it — `log.append`
+inside the service's SQLAlchemy transactions, and `sqlite_append` for short-lived commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+GENESIS = "0" * 64
+LIMITS = {"actor": 200, "action": 60, "subject": 300, "project": 100}
+"""Column lengths (PostgreSQL enforces them): whatever a caller sent, the record is written, clipped."""
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def clipped(actor: str, action: str, subject: str, project: str | None) -> tuple[str, str, str, str | None]:
+    return (actor[:LIMITS["actor"]], action[:LIMITS["action"]], subject[:LIMITS["subject"]],
+            project[:LIMITS["project"]] if project else project)
+
+
+def record_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, subject: str,
+                project: str | None, details: dict[str, Any] | str) -> str:
+    """SHA-256 of the previous hash and the record's canonical JSON.
+
+    `details` may be given already canonical (a string): it is spliced in where `canonical` of the
+    whole record would put it (keys sort as action, actor, at, details, project, seq, subject), so
+    a gate decision with thousands of findings is serialised once, not twice."""
+    details_text = details if isinstance(details, str) else canonical(details)
+    head = canonical({"action": action, "actor": actor, "at": at.astimezone(timezone.utc).isoformat()})
+    tail = canonical({"project": project, "seq": seq, "subject": subject})
+    body = f'{head[:-1]},"details":{details_text},{tail[1:]}'
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
