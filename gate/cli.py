@@ -7,8 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from gate.interface import Outcome
-
 EXIT_PASS, EXIT_FAIL, EXIT_UNDECIDED = 0, 1, 2
 
 
@@ -46,6 +44,7 @@ def _report_format(path: Path, default: str) -> str:
 
 
 def run_scan_command(args: argparse.Namespace) -> int:
+    from gate.interface import Outcome
     from gate.scan import ScanRequest, run_scan
 
     if (args.image is None) == (args.input is None):

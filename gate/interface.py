@@ -11,15 +11,13 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gate.errors import GateError as GateError  # re-exported: defined apart so the scan path can raise it before loading this
+
 if TYPE_CHECKING:
     from mirror.policy import Allowlist
     from mirror.policy.gate_rules import GateThresholds, Waiver
 
 SEVERITY_ORDER = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
-
-
-class GateError(Exception):
-    """The gate could not decide (exit 2): the message is the cause, in one line a user can act on."""
 
 
 class Outcome(str, enum.Enum):

@@ -197,6 +197,21 @@ def test_corrupt_archive_cannot_be_decided(gate_world, tmp_path):
     assert last_audit(gate_world)["details"]["decision"] == "undecided"
 
 
+@pytest.mark.parametrize("problem", ["missing-trivy", "missing-archive"])
+def test_a_scan_that_cannot_start_is_undecided_and_audited(gate_world, tmp_path, problem):
+    archive, options = tmp_path / "app.tar", []
+    if problem == "missing-trivy":
+        archive.write_bytes(b"")
+        options = ["--trivy", str(tmp_path / "no-trivy")]
+    result = gate(gate_world, "--input", str(archive), "--env", "prod", *options)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = (f"Trivy not found at {tmp_path / 'no-trivy'}: give the path of an executable trivy 0.76" if problem == "missing-trivy"
+                else f"cannot read the image archive {archive}: give a docker-archive or OCI tar")
+    assert f"could not decide, the image must not be deployed: {expected}" in result.stderr
+    record = last_audit(gate_world)["details"]
+    assert (record["decision"], record["image"]) == ("undecided", str(archive)) and record["cause"].startswith(expected)
+
+
 def test_killed_trivy_cannot_be_decided(gate_world, tmp_path):
     ref = image(gate_world, "app/killed:1", packages=[("goodlib", "2.1.0")])
     wrapper = tmp_path / "trivy"

@@ -1,5 +1,2 @@
-"""The scanner role: Trivy, run as a subprocess, parsed into `gate.interface.ImageFacts`."""
-
-from gate.scanner.trivy import SUPPORTED_TRIVY, Trivy, find_trivy
-
-__all__ = ["SUPPORTED_TRIVY", "Trivy", "find_trivy"]
+"""The scanner role: Trivy, started as a subprocess (`process`, import-light) and its report parsed
+into `gate.interface.ImageFacts` (`trivy`, `models`)."""

