@@ -35,7 +35,7 @@ LAYERS = 4
 SIZES = {"small": 150_000, "ML-sized": 1_500_000}
 """Bytes of module code per package."""
 ADVISORIES = 10_000
-RUNS = 5
+RUNS = 9
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:

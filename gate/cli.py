@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from mirror.exiting import leave
+
 EXIT_PASS, EXIT_FAIL, EXIT_UNDECIDED = 0, 1, 2
 
 
@@ -44,7 +46,6 @@ def _report_format(path: Path, default: str) -> str:
 
 
 def run_scan_command(args: argparse.Namespace) -> int:
-    from gate.interface import Outcome
     from gate.scan import ScanRequest, run_scan
 
     if (args.image is None) == (args.input is None):
@@ -60,6 +61,7 @@ def run_scan_command(args: argparse.Namespace) -> int:
                           timeout=args.timeout, sbom=sbom)
     print(f"airlock-gate: scanning {args.image or args.input} for {args.env} ...", file=sys.stderr)
     verdict = run_scan(request)
+    from gate.interface import Outcome
     from gate.report import FORMATTERS
 
     sys.stdout.write(FORMATTERS[args.format](verdict))
@@ -97,8 +99,6 @@ def run() -> None:
     """The `airlock-gate` command. By the time `main` returns, the verdict is printed, its reports
     written and its audit record committed: skipping the interpreter's teardown of pydantic,
     SQLAlchemy and the policy modules saves each CI run about a tenth of a second."""
-    from mirror.cli import leave
-
     leave(main())
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from typing import NoReturn
 
+from mirror.exiting import leave
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,18 +45,3 @@ def run() -> None:
     current", exit -6) after the command has done its work.
     """
     leave(main())
-
-
-def leave(code: int) -> NoReturn:
-    """End the process with `code` once everything written is flushed, skipping CPython's teardown.
-
-    Every command writes and closes what it produces (files, database transactions) before it
-    returns, so os._exit loses nothing and the exit code stays true.
-    """
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a reader that went away (| head), or a stream main closed
-            pass
-    os._exit(code)
