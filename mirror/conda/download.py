@@ -99,21 +99,18 @@ class VerifiedCache:
     def ensure(self, client: httpx.Client, wanted: list[Wanted], workers: int = 8,
                on_verified: Callable[[Wanted], None] = lambda wanted: None) -> list[str]:
         """Download what is missing; returns one problem per file that failed (none: all good).
-        `on_verified` hears of each file once it is in the cache, verified (in download order)."""
+        `on_verified` hears of each file once it is in the cache, verified (on the thread that
+        downloaded it)."""
         missing = self.missing(wanted)
         progress = Progress(len(missing), sum(w.size for w in missing), "conda sync")
-        problems: list[str] = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for item, problem in zip(missing, pool.map(lambda w: self._download(client, w, progress), missing)):
-                if problem:
-                    problems.append(problem)
-                else:
-                    on_verified(item)
+            problems = [problem for problem in pool.map(lambda w: self._download(client, w, progress, on_verified), missing) if problem]
         progress.close()
         self._save()
         return sorted(problems)
 
-    def _download(self, client: httpx.Client, wanted: Wanted, progress: Progress) -> str | None:
+    def _download(self, client: httpx.Client, wanted: Wanted, progress: Progress,
+                  on_verified: Callable[[Wanted], None]) -> str | None:
         target = wanted.path(self.root)
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
@@ -154,6 +151,7 @@ class VerifiedCache:
         with self._lock:
             self._verified[wanted.key] = wanted.sha256
         progress.advance(files=1)
+        on_verified(wanted)
         return None
 
     def _save(self) -> None:

@@ -1,22 +1,23 @@
 """conda-index as a subprocess, and its warm-up while a cold sync downloads.
 
-conda-index spends most of its time opening each package (about 2 ms a file here) and keeps what it
-read in the indexed folder's `.cache` (by file name, size and mtime). `IndexWarmer` links verified
-downloads into their staging folders as they arrive and runs conda-index over them, output thrown
-away, until the downloads end: the publish's own run then finds nearly every file already read.
-Downloads keep about one core busy and conda-index another, so a cold sync's channel goes live
-about when its downloads end plus one cached index run (bench/conda.py).
+conda-index spends most of its time opening each package (2-3 ms a file here) and keeps what it read
+in the indexed folder's `.cache` (by file name, size and mtime). `IndexWarmer` links each verified
+download into its staging folders as it arrives, and runs conda-index over them in rounds that only
+fill that cache (`--no-write-monolithic`: no repodata is written, so a round costs little more than
+the files it reads), one after another until the downloads end. The publish's own run then finds
+nearly every file already read. Downloads keep about one core busy and conda-index another, so a
+cold sync's channel goes live about when conda-index alone would have finished (bench/conda.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import Future, wait
 from pathlib import Path
 
@@ -26,13 +27,28 @@ SHIM = Path(__file__).resolve().parent / "shim"
 PACKAGE_KEYS = ("packages", "packages.conda")
 WARM_FROM_FILES = 100
 """Downloads of fewer files are not worth an extra conda-index run."""
+POOL_FROM_BYTES = 256 << 20
+"""conda-index reads packages in its own process unless more than this is new to it. Its pool (one
+process per core) spawns a fresh interpreter per worker and pickles its cache for every file, which
+only decompressing big archives earns back: 2,000 small packages take 3.4 s in-process, 5.7 s pooled."""
 
 
-def index_subdirs(channel_dir: Path, subdirs: list[str], output: Path) -> None:
-    """conda-index as a subprocess, with the `conda` shim on its PYTHONPATH only."""
+def index_threads(new_bytes: int) -> int | None:
+    """conda-index's `--threads` for a run that must read `new_bytes` of packages (None: its default)."""
+    return None if new_bytes > POOL_FROM_BYTES else 1
+
+
+def index_subdirs(channel_dir: Path, subdirs: list[str], output: Path, write: bool = True, threads: int | None = None) -> None:
+    """conda-index as a subprocess, with the `conda` shim on its PYTHONPATH only. `write=False`
+    reads new packages into the cache and writes no repodata (the warm-up's rounds). `threads`:
+    conda-index's own default (one process per core) unless given; 1 reads in-process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")]))}
     argv = [sys.executable, "-m", "conda_index", str(channel_dir), "--output", str(output), "--no-current-repodata",
-            "--no-rss", "--no-channeldata", "--no-bz2", "--no-zst", "--threads", "2"]
+            "--no-rss", "--no-channeldata", "--no-bz2", "--no-zst"]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    if not write:
+        argv.append("--no-write-monolithic")
     for subdir in subdirs:
         argv += ["--subdir", subdir]
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
@@ -51,7 +67,8 @@ def indexed_files(repodata_path: Path) -> set[str]:
 
 
 class IndexWarmer:
-    """Fed verified downloads (`add`, from the download thread); `run_until` links and indexes them."""
+    """Fed verified downloads (`add`, from the downloading threads), which it links into staging at
+    once; `run_until` runs conda-index over what arrived, round after round."""
 
     def __init__(self, conda_root: Path, cache_root: Path, selection: dict[str, dict]) -> None:
         self._conda_root, self._cache_root = conda_root, cache_root
@@ -60,37 +77,52 @@ class IndexWarmer:
         for env, chosen in selection.items():
             for key in chosen:
                 self._environments.setdefault(key, []).append(env)
-        self._arrived: queue.SimpleQueue[Wanted] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._touched: dict[tuple[str, str], set[str]] = {}
+        """(env, channel) -> subdirs that received files since the last round."""
+        self._arrived_bytes = 0
+        self.unwarmed_bytes = 0
+        """After `run_until`: the size of the files that arrived after the last round began."""
+        self._folders: set[Path] = set()
 
     def add(self, wanted: Wanted) -> None:
-        self._arrived.put(wanted)
+        for env in self._environments.get((wanted.channel, wanted.subdir, wanted.filename), ()):
+            folder = staging_folder(self._conda_root, env, wanted.channel) / wanted.subdir
+            if folder not in self._folders:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._folders.add(folder)
+            try:
+                os.link(wanted.path(self._cache_root), folder / wanted.filename)
+            except FileExistsError:
+                pass  # staged by an earlier sync
+            with self._lock:
+                self._touched.setdefault((env, wanted.channel), set()).add(wanted.subdir)
+        with self._lock:
+            self._arrived_bytes += wanted.size
 
     def run_until(self, downloads: Future) -> None:
-        """Link and warm in rounds until `downloads` is done; the last files are left to the publish."""
-        touched: dict[tuple[str, str], set[str]] = {}
+        """Warm in rounds until `downloads` is done; the last files are left to the publish."""
         while True:
-            finished = downloads.done()  # before draining: every file is announced before it is done
-            while not self._arrived.empty():
-                item = self._arrived.get()
-                for env in self._environments.get((item.channel, item.subdir, item.filename), ()):
-                    folder = staging_folder(self._conda_root, env, item.channel) / item.subdir
-                    folder.mkdir(parents=True, exist_ok=True)
-                    if not (folder / item.filename).exists():
-                        os.link(item.path(self._cache_root), folder / item.filename)
-                    touched.setdefault((env, item.channel), set()).add(item.subdir)
+            finished = downloads.done()
+            with self._lock:
+                touched, self._touched = self._touched, {}
+                arrived, self._arrived_bytes = self._arrived_bytes, 0
+            self.unwarmed_bytes += arrived
             if finished:
                 return
             if not touched:
-                wait([downloads], timeout=0.2)
+                wait([downloads], timeout=0.05)
                 continue
+            self.unwarmed_bytes = 0
             for (env, channel), subdirs in touched.items():
                 self._warm(staging_folder(self._conda_root, env, channel), sorted(subdirs))
-            touched.clear()
 
     def _warm(self, staging: Path, subdirs: list[str]) -> None:
         scratch = Path(tempfile.mkdtemp(prefix="warm-", dir=self._conda_root))
         try:
-            index_subdirs(staging, subdirs, scratch)
+            # In-process (one thread): the downloads use the other core, and conda-index's pool
+            # would spawn fresh worker processes and pickle its cache for every file, every round.
+            index_subdirs(staging, subdirs, scratch, write=False, threads=1)
         except (FetchError, subprocess.SubprocessError, OSError):
             pass  # only a warm-up: the publish's own run reports what is wrong
         finally:
