@@ -102,6 +102,8 @@ class VerifiedCache:
         `on_verified` hears of each file once it is in the cache, verified (on the thread that
         downloaded it)."""
         missing = self.missing(wanted)
+        for folder in {w.path(self.root).parent for w in missing}:
+            folder.mkdir(parents=True, exist_ok=True)
         progress = Progress(len(missing), sum(w.size for w in missing), "conda sync")
         with ThreadPoolExecutor(max_workers=workers) as pool:
             problems = [problem for problem in pool.map(lambda w: self._download(client, w, progress, on_verified), missing) if problem]
@@ -111,10 +113,12 @@ class VerifiedCache:
 
     def _download(self, client: httpx.Client, wanted: Wanted, progress: Progress,
                   on_verified: Callable[[Wanted], None]) -> str | None:
-        target = wanted.path(self.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = wanted.path(self.root)  # its folder was made by `ensure`
         part = target.with_name(target.name + ".part")
-        offset = part.stat().st_size if part.exists() else 0
+        try:
+            offset = os.stat(part).st_size
+        except FileNotFoundError:
+            offset = 0
         if offset > wanted.size:
             part.unlink()
             offset = 0
