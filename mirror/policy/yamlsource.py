@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from itertools import compress, count, repeat
 from typing import Any
 
-import yaml
 import yaml_rs
 
 from mirror.policy.interface import Diagnostic
@@ -216,7 +215,10 @@ def _item_prefix(lines: list[str], first: int, last: int) -> str | None:
 
 
 def _compose_lines(text: str) -> dict[Path, int]:
-    """Map every path in the document to its 1-based line, using PyYAML's composer."""
+    """Map every path in the document to its 1-based line, using PyYAML's composer (imported
+    here: only errors and unusual layouts need it, and it costs a short command ~15 ms)."""
+    import yaml
+
     loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         root = yaml.compose(text, Loader=loader_class)
@@ -224,7 +226,7 @@ def _compose_lines(text: str) -> dict[Path, int]:
         return {}
     lines: dict[Path, int] = {}
 
-    def walk(node: yaml.Node, path: Path) -> None:
+    def walk(node: "yaml.Node", path: Path) -> None:
         lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
