@@ -11,6 +11,10 @@ from gate.interface import SEVERITY_ORDER, Check, Finding, GateContext, Level, V
 from mirror.policy.gate_rules import Waiver
 
 
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
+"""Most severe first in the report; a severity Trivy may add later sorts with UNKNOWN."""
+
+
 def _covers(waiver: Waiver, vuln: Vulnerability, env: str) -> bool:
     if waiver.id not in (vuln.id, *vuln.vendor_ids):
         return False
@@ -32,15 +36,15 @@ class VulnerabilityCheck(Check):
     def run(self, context: GateContext) -> list[Finding]:
         now = datetime.now(timezone.utc)
         threshold = context.thresholds.fail_on
+        below = f"is below the {context.environment} threshold ({', '.join(sorted(threshold))})"
         findings = []
-        ordered = sorted(context.facts.vulnerabilities, key=lambda v: (-SEVERITY_ORDER.index(v.severity) if v.severity in SEVERITY_ORDER else 0, v.package, v.id))
+        ordered = sorted(context.facts.vulnerabilities, key=lambda v: (-_RANK.get(v.severity, 0), v.package, v.id))
         for vuln in ordered:
             fix = f"upgrade {vuln.package} to {vuln.fixed_version}" if vuln.fixed_version else "no fixed version yet: remove the package or waive with a reason"
             base = dict(check=self.name, package=vuln.package, version=vuln.version, id=vuln.id, severity=vuln.severity,
                         path=vuln.path, layer=vuln.layer, title=f"{vuln.id} in {vuln.package} {vuln.version}")
             if vuln.severity not in threshold:
-                findings.append(Finding(level=Level.WARN, reason=f"{vuln.severity} is below the {context.environment} threshold "
-                                        f"({', '.join(sorted(threshold))}); {fix}", **base))
+                findings.append(Finding(level=Level.WARN, reason=f"{vuln.severity} {below}; {fix}", **base))
                 continue
             covering = [w for w in context.waivers if _covers(w, vuln, context.environment)]
             active = [w for w in covering if w.expires_at > now]
