@@ -96,6 +96,7 @@ class CondaSync:
     def _download(self, wanted: list[Wanted], selection: dict[str, dict]) -> list[str]:
         """Fetch and verify what the cache lacks; on a big download, warm conda-index meanwhile."""
         missing = self.cache.missing(wanted)
+        self._unwarmed_bytes = 0
         if len(missing) < WARM_FROM_FILES:
             return self.cache.ensure(self.client, missing)
         warmer = IndexWarmer(self.root, self.cache.root, selection)
