@@ -80,9 +80,8 @@ class IndexWarmer:
         self._lock = threading.Lock()
         self._touched: dict[tuple[str, str], set[str]] = {}
         """(env, channel) -> subdirs that received files since the last round."""
-        self._arrived_bytes = 0
         self.unwarmed_bytes = 0
-        """After `run_until`: the size of the files that arrived after the last round began."""
+        """Size of the files staged since the last round began: what the publish's run will read."""
         self._folders: set[Path] = set()
 
     def add(self, wanted: Wanted) -> None:
@@ -98,22 +97,18 @@ class IndexWarmer:
             with self._lock:
                 self._touched.setdefault((env, wanted.channel), set()).add(wanted.subdir)
         with self._lock:
-            self._arrived_bytes += wanted.size
+            self.unwarmed_bytes += wanted.size
 
     def run_until(self, downloads: Future) -> None:
         """Warm in rounds until `downloads` is done; the last files are left to the publish."""
-        while True:
-            finished = downloads.done()
+        while not downloads.done():  # every file is added before the downloads are done
             with self._lock:
                 touched, self._touched = self._touched, {}
-                arrived, self._arrived_bytes = self._arrived_bytes, 0
-            self.unwarmed_bytes += arrived
-            if finished:
-                return
+                if touched:
+                    self.unwarmed_bytes = 0  # the round reads everything staged so far
             if not touched:
                 wait([downloads], timeout=0.05)
                 continue
-            self.unwarmed_bytes = 0
             for (env, channel), subdirs in touched.items():
                 self._warm(staging_folder(self._conda_root, env, channel), sorted(subdirs))
 
