@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The `airlock-gate` command. By the time `main` returns, the verdict is printed, its reports
-    written and its audit record committed: skipping the interpreter's teardown of pydantic,
-    SQLAlchemy and the policy modules saves each CI run about a tenth of a second."""
+    written and its audit record committed: skipping the interpreter's teardown of pydantic and the
+    policy modules shortens each CI run."""
     leave(main())
 
 
