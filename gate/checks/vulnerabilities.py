@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
 from gate.interface import SEVERITY_ORDER, Check, Finding, GateContext, Level, Vulnerability
 from mirror.policy.gate_rules import Waiver
+from mirror.policy.pypi import normalize
 
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
@@ -20,7 +20,7 @@ def _covers(waiver: Waiver, vuln: Vulnerability, env: str) -> bool:
         return False
     if waiver.environments is not None and env not in waiver.environments:
         return False
-    if waiver.package is not None and canonicalize_name(waiver.package) != canonicalize_name(vuln.package):
+    if waiver.package is not None and normalize(waiver.package) != normalize(vuln.package):
         return False
     if waiver.versions is not None:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import operator
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import compress, count, repeat
 from typing import Any
@@ -127,6 +126,8 @@ def _parse_in_parts(text: str) -> tuple[dict[str, Any], dict[str, list[int]]] | 
     cuts.append(end)
     parts = [key + ":\n" + text[start:stop] for start, stop in zip(cuts, cuts[1:])]
     skeleton = text[:cuts[0]] + text[end:]
+    from concurrent.futures import ThreadPoolExecutor  # only for files over 1 MB; with logging it costs a short command ~10 ms
+
     with ThreadPoolExecutor(max_workers=min(len(parts) + 1, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(_loads_or_none, part) for part in (skeleton, *parts)]
         lines = text.split("\n")  # meanwhile, on this thread
