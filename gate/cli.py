@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -99,6 +100,9 @@ def run() -> None:
     """The `airlock-gate` command. By the time `main` returns, the verdict is printed, its reports
     written and its audit record committed: skipping the interpreter's teardown of pydantic and the
     policy modules shortens each CI run."""
+    # One verdict, then exit: reference counting frees what a scan drops, and the cyclic collector
+    # only re-walked objects that live to the end anyway (~100 passes, ~20 ms of CPU per scan).
+    gc.disable()
     leave(main())
 
 
