@@ -33,6 +33,8 @@ packages:
     environments: [preprod]
     reason: cpu experiments
     owner: ml
+  - {spec: "TQDM", environments: [prod], reason: progress bars, owner: ml}
+  - {spec: "scipy[build_number=3]", environments: [prod], reason: a pinned rebuild, owner: ml}
 """
 
 DIGEST_A = "sha256:" + "a" * 64
@@ -81,6 +83,10 @@ def allowlist():
         ("python", "3.11.9", "h955ad1f_0_cpython", True),
         ("python", "3.12.1", "h955ad1f_0_cpython", False),
         ("NumPy", "2.0.1", None, True),
+        ("tqdm", "4.66.1", "pyhd8ed1ab_0", True),  # a bare name: any valid version and build
+        ("tqdm", "0.0.1a1", None, True),
+        ("tqdm", "1..0", "pyhd8ed1ab_0", False),  # but not something that is no conda version
+        ("scipy", "1.14.1", "py311_0", False),  # a bracket constraint is a constraint (the question has build number 0)
     ],
 )
 def test_conda_match_specs_see_name_version_and_build(allowlist, name, version, build, allowed):

@@ -37,14 +37,20 @@ class CondaChannel:
 class CondaSpec(VersionMatcher):
     """A rattler MatchSpec; a question becomes a minimal PackageRecord it is matched against."""
 
-    __slots__ = ("spec", "_text")
+    __slots__ = ("spec", "_text", "_name_only")
 
     def __init__(self, spec: MatchSpec) -> None:
         self.spec = spec
-        rest = str(spec).split(" ", 1)
+        text = str(spec)
+        rest = text.split(" ", 1)
         self._text = rest[1] if len(rest) == 2 else "any version"
+        # Just a name (no version, build or [key=value] part): every valid version and build
+        # matches, so no record is built (a sync asks this of every upstream record).
+        self._name_only = text == str(spec.name.normalized)
 
     def matches(self, version: str, build: str | None) -> bool:
+        if self._name_only:
+            return valid_version(version)
         record = package_record(str(self.spec.name.normalized), version, build)
         return record is not None and self.spec.matches(record)
 
@@ -63,12 +69,20 @@ class CondaSpec(VersionMatcher):
         return f"{shown} does not match the spec {self._text!r}"
 
 
-def package_record(name: str, version: str, build: str | None) -> PackageRecord | None:
-    from rattler import BuildString, PackageRecord, Version
+def valid_version(version: str) -> bool:
+    from rattler import Version
 
     try:
         Version(version)
     except Exception:  # rattler raises its own exception types for malformed versions
+        return False
+    return True
+
+
+def package_record(name: str, version: str, build: str | None) -> PackageRecord | None:
+    from rattler import BuildString, PackageRecord
+
+    if not valid_version(version):
         return None
     # A question without a build (`explain conda numpy=2.0`) must not satisfy a build pattern.
     return PackageRecord(name=name, version=version, build=BuildString(build or _NO_BUILD), build_number=0, subdir="noarch")
