@@ -265,11 +265,13 @@ def published(data, env, subdir="linux-64"):
 def test_a_cold_sync_warms_conda_index_while_it_downloads(conda_world, tmp_path, monkeypatch):
     from mirror.conda import channel as conda_channel
     from mirror.conda.download import VerifiedCache
+    from mirror.conda import indexer
     from mirror.conda.indexer import IndexWarmer
 
     warmed, ensure, download, warm = [], VerifiedCache.ensure, VerifiedCache._download, IndexWarmer._warm
     # The fixture's channel is small and local: warm from one file, and let files arrive one by one.
     monkeypatch.setattr(conda_channel, "WARM_FROM_FILES", 1)
+    monkeypatch.setattr(indexer, "ROUND_FROM_FILES", 1)
     monkeypatch.setattr(VerifiedCache, "ensure", lambda self, client, wanted, on_verified: ensure(self, client, wanted, 1, on_verified))
     monkeypatch.setattr(VerifiedCache, "_download", lambda self, *a: (time.sleep(0.2), download(self, *a))[1])
     monkeypatch.setattr(IndexWarmer, "_warm", lambda self, staging, subdirs: (warmed.append(staging.parent.name), warm(self, staging, subdirs)))

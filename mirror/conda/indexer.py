@@ -27,6 +27,8 @@ SHIM = Path(__file__).resolve().parent / "shim"
 PACKAGE_KEYS = ("packages", "packages.conda")
 WARM_FROM_FILES = 100
 """Downloads of fewer files are not worth an extra conda-index run."""
+ROUND_FROM_FILES = 100
+"""Nor is a warm-up round over fewer new files: each costs a conda-index start (~0.2 s of CPU)."""
 POOL_FROM_BYTES = 256 << 20
 """conda-index reads packages in its own process unless more than this is new to it. Its pool (one
 process per core) spawns a fresh interpreter per worker and pickles its cache for every file, which
@@ -82,6 +84,7 @@ class IndexWarmer:
         """(env, channel) -> subdirs that received files since the last round."""
         self.unwarmed_bytes = 0
         """Size of the files staged since the last round began: what the publish's run will read."""
+        self._unwarmed_files = 0
         self._folders: set[Path] = set()
 
     def add(self, wanted: Wanted) -> None:
@@ -98,15 +101,18 @@ class IndexWarmer:
                 self._touched.setdefault((env, wanted.channel), set()).add(wanted.subdir)
         with self._lock:
             self.unwarmed_bytes += wanted.size
+            self._unwarmed_files += 1
 
     def run_until(self, downloads: Future) -> None:
         """Warm in rounds until `downloads` is done; the last files are left to the publish."""
         while not downloads.done():  # every file is added before the downloads are done
             with self._lock:
-                touched, self._touched = self._touched, {}
-                if touched:
-                    self.unwarmed_bytes = 0  # the round reads everything staged so far
-            if not touched:
+                # Fewer files wait for the next round, or for the publish's own run.
+                ready = self._unwarmed_files >= ROUND_FROM_FILES
+                if ready:
+                    touched, self._touched = self._touched, {}
+                    self.unwarmed_bytes = self._unwarmed_files = 0  # the round reads everything staged so far
+            if not ready:
                 wait([downloads], timeout=0.05)
                 continue
             for (env, channel), subdirs in touched.items():
