@@ -1,8 +1,9 @@
 """The audit log: append-only records, each carrying the SHA-256 of the one before.
 
 `append` writes audit records inside the transaction of the change they record (the API, the
-CLI, and the gate when the database is not the embedded SQLite file: see `sqlite_append`). `verify` recomputes the chain and names the
-first record that does not fit: an edit, a deletion, an insertion or a reordering all break it.
+CLI, and the gate when the database is not the embedded SQLite file: see `sqlite_append`).
+`verify` recomputes the chain and names the first record that does not fit: an edit, a deletion,
+an insertion or a reordering all break it.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class CondaSpec(VersionMatcher):
 
     def why_not(self, version: str, build: str | None) -> str:
         shown = f"{version}={build}" if build else version
-        if package_record("x", version, build) is None:
+        if not valid_version(version):
             return f"{shown!r} is not a valid conda version"
         return f"{shown} does not match the spec {self._text!r}"
 
