@@ -103,6 +103,11 @@ def test_conda_build_string_blocks_say_which_spec(allowlist):
     assert not denied.allowed and denied.rule == "allowlists/conda.yaml:6"
 
 
+def test_a_version_conda_cannot_parse_is_named_as_such(allowlist):
+    reason = allowlist.decide("conda", "prod", "numpy", "1..0", None).reason
+    assert reason.startswith("blocked: numpy '1..0' is not a valid conda version (the prod entry is allowlists/conda.yaml:12)")
+
+
 def test_conda_channel_limits_the_entry(allowlist):
     assert allowlist.decide("conda", "prod", "numpy", "1.26.4", "0", channel="conda-forge").allowed
     assert not allowlist.decide("conda", "prod", "numpy", "1.26.4", "0", channel="bioconda").allowed
