@@ -49,7 +49,7 @@ def conda_world(tmp_path_factory):
     upstream = CondaChannelDir(tmp / "upstream")
     upstream.add(*PACKAGES)
     upstream.publish()
-    server = StaticServer(upstream.root).start()
+    server = StaticServer(upstream.root, keep_alive=True).start()  # as a CDN serves: connections kept open
     work = tmp / "airlock"
     (work / "allowlists").mkdir(parents=True)
     (work / "allowlists" / "conda.yaml").write_text(CONDA_YAML.format(url=server.url))

@@ -66,10 +66,15 @@ class StaticServer(LoopbackServer):
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    keep_alive: bool = False
+    """False: `python -m http.server`, a new connection per request; True: `tests.upstream.static_http`,
+    HTTP/1.1 keep-alive as a CDN serves (the conda benchmark: thousands of small files)."""
 
     def start(self) -> "StaticServer":
+        served = ["tests.upstream.static_http", str(self.port), str(self.directory.resolve())] if self.keep_alive else \
+            ["http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.directory.resolve())]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.directory)],
+            [sys.executable, "-m", *served], cwd=Path(__file__).resolve().parents[2],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(self.url + "/", process=self.process)
