@@ -7,6 +7,7 @@ For an image archive the gate starts the scan first thing (`gate.scan`); everyth
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -47,7 +48,7 @@ class TrivyRun:
 
     def wait(self) -> str:
         try:
-            code = self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+            code = _wait_exit(self.process, max(0.0, self.deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.timed_out = True
             self.stop()
@@ -70,6 +71,26 @@ class TrivyRun:
         text = handle.read().decode(errors="replace")
         handle.close()
         return text
+
+
+def _wait_exit(process: subprocess.Popen, timeout: float) -> int:
+    """`process.wait(timeout)`, but noticing the exit at once: with a timeout, Popen polls with
+    sleeps that grow to 50 ms, so a scan's end was seen ~25 ms late on average. A pidfd (Linux 5.3)
+    becomes readable the moment the process exits; elsewhere Popen's own wait is used."""
+    if process.returncode is not None:  # reaped already: its pid may belong to another process now
+        return process.returncode
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # no pidfd here, or the process is already gone and reaped
+        return process.wait(timeout=timeout)
+    try:
+        exited = select.poll()
+        exited.register(pidfd, select.POLLIN)
+        if not exited.poll(timeout * 1000):
+            raise subprocess.TimeoutExpired(process.args, timeout)
+    finally:
+        os.close(pidfd)
+    return process.wait()
 
 
 def start_image_scan(binary: Path, archive: Path, db_dir: Path, report_json: Path, timeout: float) -> TrivyRun:
