@@ -10,11 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import gate.report  # noqa: F401 - loaded while Trivy scans, so the verdict is reported the moment it is recorded
 from gate.checks import ALL_CHECKS, match_base
 from gate.interface import BaseImage, Finding, GateContext, GateError, ImageFacts, Outcome, Verdict, decide
 from gate.images import ImageSource, from_engine
 from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
-from gate.record import AuditSink, actor_of, ci_identity, decision_body
+from gate.record import AuditSink, actor_of, ci_identity, decision_body, findings_text
 from gate.registry import RegistryClient
 from gate.scanner.process import TrivyRun
 from gate.scanner.trivy import Trivy
@@ -102,7 +103,7 @@ def _record(verdict: Verdict, server: ServerClient | None, audit: AuditSink, ext
     ci = ci_identity()
     body = decision_body(verdict, ci, extra or {})
     try:
-        audit_id = audit.append(body, actor_of(ci))
+        audit_id = audit.append(body, actor_of(ci), findings_text(verdict.findings))
     except Exception as exc:  # any database error: the record is what must not be lost
         return _unrecorded(verdict, f"the decision could not be written to the local audit log ({exc.__class__.__name__}: "
                                     f"{str(exc)[:200]}); check AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL")

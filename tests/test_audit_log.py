@@ -164,6 +164,23 @@ def test_the_gates_sqlite_appender_writes_what_the_service_writes(chain, tmp_pat
     assert len(stored[0]) == len(stored[1]) and stored[1][10] == " "  # the text form SQLAlchemy writes
 
 
+def test_a_gate_record_with_spliced_findings_is_the_record_of_its_body(chain, tmp_path):
+    """The gate hands the appender its body as canonical text, findings spliced in: the chain
+    verifies, and the record reads back as the body itself."""
+    from mirror.audit import sqlite_append
+    from mirror.audit.chain import spliced
+
+    url, database = chain
+    findings = [{"check": "vulnerabilities", "level": "info", "title": f"ünïcode {n}"} for n in range(3)]
+    body = {"image": "app:2", "findings": findings, "decision": "pass", "ci": {"system": "local"}}
+    connection = sqlite_append.open_current(tmp_path / "audit.db")
+    assert sqlite_append.append(connection, "gate:ci", "gate.decision", "app:2", spliced(body, "findings", canonical(findings))) == 6
+    connection.close()
+    assert verify(url) == (0, "audit log intact: 6 records, hash chain verified")
+    with database.reading() as session:
+        assert session.get(AuditRecord, 6).details == body
+
+
 def test_the_gates_sqlite_appender_leaves_new_and_old_databases_to_the_migrator(tmp_path):
     from mirror.audit import sqlite_append
 

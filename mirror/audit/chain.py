@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 GENESIS = "0" * 64
@@ -18,6 +19,18 @@ LIMITS = {"actor": 200, "action": 60, "subject": 300, "project": 100}
 
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def spliced(value: dict[str, Any], key: str, text: str, dumps: Callable[[Any], str] = canonical) -> str:
+    """`dumps(value)` where `value[key]` is given as its JSON text already (as `dumps` would write
+    it): a gate decision's thousands of findings are serialised once, for the audit record and the
+    JSON report. With `canonical`, members are sorted first, as its `sort_keys` would."""
+    members = dict(sorted(value.items())) if dumps is canonical else value
+    names = list(members)
+    where = names.index(key)
+    parts = [dumps({name: members[name] for name in names[:where]})[1:-1], f"{dumps(key)}:{text}",
+             dumps({name: members[name] for name in names[where + 1:]})[1:-1]]
+    return "{" + ",".join(part for part in parts if part) + "}"
 
 
 def clipped(actor: str, action: str, subject: str, project: str | None) -> tuple[str, str, str, str | None]:

@@ -39,11 +39,11 @@ def open_current(path: Path) -> sqlite3.Connection | None:
     return connection
 
 
-def append(connection: sqlite3.Connection, actor: str, action: str, subject: str, details: dict[str, Any],
+def append(connection: sqlite3.Connection, actor: str, action: str, subject: str, details: dict[str, Any] | str,
            project: str | None = None) -> int:
     """Append one record in its own transaction (the write lock is taken at BEGIN, as the service
-    takes it); returns its sequence number."""
-    details_text = canonical(details)
+    takes it); returns its sequence number. `details` may be given as its canonical text already."""
+    details_text = details if isinstance(details, str) else canonical(details)
     actor, action, subject, project = clipped(actor, action, subject, project)
     at = datetime.now(timezone.utc)
     connection.execute("BEGIN IMMEDIATE")
