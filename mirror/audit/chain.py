@@ -43,10 +43,8 @@ def record_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
     """SHA-256 of the previous hash and the record's canonical JSON.
 
     `details` may be given already canonical (a string): it is spliced in where `canonical` of the
-    whole record would put it (keys sort as action, actor, at, details, project, seq, subject), so
-    a gate decision with thousands of findings is serialised once, not twice."""
+    whole record would put it, so a gate decision with thousands of findings is serialised once."""
     details_text = details if isinstance(details, str) else canonical(details)
-    head = canonical({"action": action, "actor": actor, "at": at.astimezone(timezone.utc).isoformat()})
-    tail = canonical({"project": project, "seq": seq, "subject": subject})
-    body = f'{head[:-1]},"details":{details_text},{tail[1:]}'
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    record = {"action": action, "actor": actor, "at": at.astimezone(timezone.utc).isoformat(), "details": None,
+              "project": project, "seq": seq, "subject": subject}
+    return hashlib.sha256((prev_hash + spliced(record, "details", details_text)).encode()).hexdigest()
