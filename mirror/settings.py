@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from mirror.store.location import CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR
+from mirror.store.location import CONFIG_FILE_VARIABLE, DATABASE_FILE, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR
 
 
 class Settings(BaseSettings):
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        url = self.database_url or f"sqlite:///{(self.data_dir / 'airlock.db').resolve()}"
+        url = self.database_url or f"sqlite:///{(self.data_dir / DATABASE_FILE).resolve()}"
         if self.database_password_file is None:
             return url
         from sqlalchemy.engine import make_url

@@ -16,6 +16,8 @@ from typing import Mapping
 # mirror.settings uses these too (and a test compares the two readers on every path here).
 CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE = "AIRLOCK_CONFIG", "airlock.toml"
 DEFAULT_DATA_DIR = ".airlock"
+DATABASE_FILE = "airlock.db"
+"""The embedded SQLite database, in the data dir."""
 _DEFERRED = ("airlock_database_url", "airlock_database_password_file")
 
 
@@ -27,4 +29,4 @@ def embedded_sqlite_file(environ: Mapping[str, str] | None = None) -> Path | Non
     variables = {name.lower(): value for name, value in environ.items()}
     if any(name in variables for name in _DEFERRED):
         return None
-    return (Path(variables.get("airlock_data_dir", DEFAULT_DATA_DIR)) / "airlock.db").resolve()
+    return (Path(variables.get("airlock_data_dir", DEFAULT_DATA_DIR)) / DATABASE_FILE).resolve()
