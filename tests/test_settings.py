@@ -12,6 +12,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
+@pytest.fixture
+def bare_environment(tmp_path, monkeypatch):
+    """No AIRLOCK_* variable, and a working directory without airlock.toml."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.lower().startswith("airlock_")]:
+        monkeypatch.delenv(name)
+
+
 def status(cwd, *args, **env):
     base = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
     return subprocess.run([sys.executable, "-m", "mirror", "status", "--json", *args], capture_output=True, text=True,
@@ -55,27 +63,21 @@ def test_database_password_comes_from_a_file_not_the_url(tmp_path, monkeypatch):
 @pytest.mark.parametrize("environment", [{}, {"AIRLOCK_DATA_DIR": "state"}, {"airlock_data_dir": "lower/case"},
                                          {"AIRLOCK_DATA_DIR": ""}, {"AIRLOCK_LISTEN": "0.0.0.0:9"}],
                          ids=["default", "data-dir", "any-case", "empty", "other-setting"])
-def test_the_gates_quick_database_lookup_agrees_with_the_settings(tmp_path, monkeypatch, environment):
+def test_the_gates_quick_database_lookup_agrees_with_the_settings(bare_environment, monkeypatch, environment):
     """`embedded_sqlite_file` (the gate's way, without pydantic-settings) finds the database
     `load_settings()` would, or leaves the answer to it."""
     from mirror.settings import load_settings
     from mirror.store.location import embedded_sqlite_file
 
-    monkeypatch.chdir(tmp_path)
-    for name in [name for name in os.environ if name.lower().startswith("airlock_")]:
-        monkeypatch.delenv(name)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert f"sqlite:///{embedded_sqlite_file()}" == load_settings().resolved_database_url
 
 
 @pytest.mark.parametrize("configured", ["config-file", "named-config-file", "database-url", "password-file"])
-def test_the_gates_quick_database_lookup_defers_whatever_it_does_not_read(tmp_path, monkeypatch, configured):
+def test_the_gates_quick_database_lookup_defers_whatever_it_does_not_read(bare_environment, tmp_path, monkeypatch, configured):
     from mirror.store.location import embedded_sqlite_file
 
-    monkeypatch.chdir(tmp_path)
-    for name in [name for name in os.environ if name.lower().startswith("airlock_")]:
-        monkeypatch.delenv(name)
     assert embedded_sqlite_file() == (tmp_path / ".airlock" / "airlock.db")
     if configured == "config-file":
         (tmp_path / "airlock.toml").write_text('data_dir = "elsewhere"\n')
