@@ -8,15 +8,14 @@ from functools import partial
 from typing import Any
 
 from gate.interface import Verdict
-from gate.record import findings_text
+from gate.record import finding_dicts, findings_text
 from mirror.audit.chain import spliced
 
 SCHEMA = "airlock-gate/1"
 
 
-def as_document(verdict: Verdict, findings: Any = None) -> dict[str, Any]:
-    """The report as a dict; `findings` stands in for the findings' list when the caller has them
-    serialised already."""
+def as_document(verdict: Verdict) -> dict[str, Any]:
+    """The report as a dict; its findings are the dicts the audit record was made from."""
     facts = verdict.facts
     counts = Counter((f.check, f.level.value) for f in verdict.findings)
     return {
@@ -31,7 +30,7 @@ def as_document(verdict: Verdict, findings: Any = None) -> dict[str, Any]:
         "scanner": facts.scanner if facts else None,
         "layers": list(facts.diff_ids) if facts else [],
         "summary": {f"{check}.{level}": n for (check, level), n in sorted(counts.items())},
-        "findings": [f.as_dict() for f in verdict.findings] if findings is None else findings,
+        "findings": finding_dicts(verdict.findings),
         "discarded": list(verdict.discarded),
         "audit_id": verdict.audit_id,
     }
@@ -48,4 +47,4 @@ def to_json(verdict: Verdict) -> str:
     text = findings_text(verdict.findings)
     if not text.isascii():
         return _compact(as_document(verdict)) + "\n"
-    return spliced(as_document(verdict, findings=()), "findings", text, _compact) + "\n"
+    return spliced(as_document(verdict), "findings", text, _compact) + "\n"
