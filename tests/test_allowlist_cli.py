@@ -58,6 +58,8 @@ def test_explain_containers(capsys, spec, code):
 @pytest.mark.parametrize(
     ("ecosystem", "spec", "message"),
     [("pypi", "numpy", "airlock: bad SPEC 'numpy' for pypi: write NAME==VERSION, e.g. numpy==2.0.1"),
+     ("pypi", "numpy==2.x", "airlock: bad SPEC 'numpy==2.x' for pypi: '2.x' is not a PEP 440 version (Airlock serves PEP 440 "
+      "versions only); write NAME==VERSION, e.g. numpy==2.0.1"),
      ("conda", "numpy==1.0", "airlock: bad SPEC 'numpy==1.0' for conda: write NAME=VERSION[=BUILD], e.g. pytorch=2.3.1=cuda118_py311_0"),
      ("containers", "mar/x", "airlock: bad SPEC 'mar/x' for containers: write UPSTREAM/REPOSITORY:TAG or UPSTREAM/REPOSITORY@sha256:DIGEST, "
       "e.g. mar/azureml/openmpi4.1.0-ubuntu22.04:20240501")],

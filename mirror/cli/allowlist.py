@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mirror.allowlist_files import find_policy_files, load_allowlist, read_policy_sources, utc_now
 from mirror.cli.tables import render_table
 from mirror.policy import Ecosystem, InvalidAllowlist, UnknownEnvironment, load_policy_files
+from mirror.policy.pypi import parse_version
 
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -36,6 +37,11 @@ def parse_spec(ecosystem: Ecosystem, spec: str) -> Question:
     """Parse explain's SPEC; raise ValueError naming the expected form."""
     if ecosystem is Ecosystem.PYPI:
         match = _PYPI_SPEC.match(spec)
+        if match and parse_version(match.group(2)) is None:
+            # No entry or exception can admit it (the mirror serves PEP 440 versions only), so no
+            # exception request is suggested for it either.
+            raise ValueError(f"bad SPEC {spec!r} for pypi: {match.group(2)!r} is not a PEP 440 version "
+                             f"(Airlock serves PEP 440 versions only); write {SPEC_FORMS[ecosystem]}")
         if match:
             return Question(ecosystem, match.group(1), match.group(2))
     elif ecosystem is Ecosystem.CONDA:
