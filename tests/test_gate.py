@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -396,11 +397,16 @@ def test_ci_templates_run_the_pipeline_step_and_publish_the_reports():
 
     github = yaml.safe_load((REPO_ROOT / "pipelines" / "github-actions.yml").read_text())
     steps = github["jobs"]["gate-and-deploy"]["steps"]
-    assert any("pipelines/gate-and-deploy.sh" in step.get("run", "") for step in steps)
+    commands = [step.get("run", "") for step in steps]
+    assert any("pipelines/gate-and-deploy.sh" in command for command in commands)
     assert any(step.get("uses", "").startswith("github/codeql-action/upload-sarif") for step in steps)
     azure = yaml.safe_load((REPO_ROOT / "pipelines" / "azure-pipelines.yml").read_text())
-    assert any("pipelines/gate-and-deploy.sh" in step.get("script", "") for step in azure["steps"])
+    scripts = [step.get("script", "") for step in azure["steps"]]
+    assert any("pipelines/gate-and-deploy.sh" in script for script in scripts)
     assert any(step.get("task", "").startswith("PublishBuildArtifacts") for step in azure["steps"])
+    # The gate's extra brings Trivy and the Docker SDK; without it the step could not decide (exit 2).
+    for installs in (commands, scripts):
+        assert any(re.search(r'pip install "\./[\w.-]+\[gate\]"', command) for command in installs), installs
 
 
 def test_unsupported_trivy_version_cannot_be_decided(gate_world, tmp_path):
