@@ -20,10 +20,12 @@ reports="${AIRLOCK_REPORT_DIR:-airlock-report}"
 gate="${AIRLOCK_GATE:-airlock-gate}"
 image="$name:$tag"
 
-annotate() {  # a message the CI system shows on the run's summary page
+annotate() {  # a message the CI system shows on the run's summary page (level: error or notice)
     local level="$1" text="$2"
     if [[ "${GITHUB_ACTIONS:-}" == true ]]; then echo "::$level title=Airlock gate::$text"
-    elif [[ "${TF_BUILD:-}" == True || "${TF_BUILD:-}" == true ]]; then echo "##vso[task.logissue type=$level]$text"
+    elif [[ "${TF_BUILD:-}" == True || "${TF_BUILD:-}" == true ]]; then
+        # logissue knows only error and warning: a notice is a highlighted line of the log.
+        if [[ "$level" == error ]]; then echo "##vso[task.logissue type=error]Airlock gate: $text"; else echo "##[section]Airlock gate: $text"; fi
     else echo "$level: $text" >&2; fi
 }
 

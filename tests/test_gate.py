@@ -369,12 +369,17 @@ def _context(tmp: Path, packages: list[tuple[str, str]]) -> Path:
     return context
 
 
-@pytest.mark.parametrize(("packages", "expected"), [([("goodlib", "2.1.0")], 0), ([("vulnlib", "1.0")], 1)], ids=["passing", "failing"])
-def test_pipeline_step_deploys_only_what_the_gate_passes(gate_world, tmp_path, packages, expected):
+CI_SYSTEMS = {"github": {"GITHUB_ACTIONS": "true"}, "azure": {"TF_BUILD": "True"}}
+"""The variables by which gate-and-deploy.sh knows where it runs (and so how to annotate the run)."""
+
+
+@pytest.mark.parametrize(("packages", "expected", "ci"), [([("goodlib", "2.1.0")], 0, "github"), ([("vulnlib", "1.0")], 1, "github"),
+                                                         ([("goodlib", "2.1.0")], 0, "azure")], ids=["passing", "failing", "passing-azure"])
+def test_pipeline_step_deploys_only_what_the_gate_passes(gate_world, tmp_path, packages, expected, ci):
     """pipelines/gate-and-deploy.sh exactly as both CI templates run it: build → gate → deploy."""
     registry = gate_world["registry"]
-    name = f"pipeline-{'pass' if expected == 0 else 'fail'}"
-    env = {**gate_world["engine"].env, "PATH": f"{BIN}:{os.environ['PATH']}", "GITHUB_ACTIONS": "true",
+    name = f"pipeline-{'pass' if expected == 0 else 'fail'}-{ci}"
+    env = {**gate_world["engine"].env, "PATH": f"{BIN}:{os.environ['PATH']}", **CI_SYSTEMS[ci],
            "AIRLOCK_ALLOWLISTS": str(gate_world["allowlists"]), "AIRLOCK_GATE_DB": str(gate_world["db"]),
            "AIRLOCK_DATA_DIR": str(gate_world["data"]), "AIRLOCK_REPORT_DIR": str(tmp_path / "report")}
     run = subprocess.run([str(REPO_ROOT / "pipelines" / "gate-and-deploy.sh"), str(_context(tmp_path, packages)), name, "1.0", "prod",
@@ -385,11 +390,21 @@ def test_pipeline_step_deploys_only_what_the_gate_passes(gate_world, tmp_path, p
     assert (tmp_path / "report" / "gate.sarif").is_file() and (tmp_path / "report" / "gate.cdx.json").is_file()
     if expected == 0:
         assert deployed.status_code == 200 and report["decision"] == "pass"
-        assert f"::notice title=Airlock gate::{name}:1.0 passed the prod gate and was deployed to {registry.host}/{name}:1.0" in run.stdout
+        passed = f"{name}:1.0 passed the prod gate and was deployed to {registry.host}/{name}:1.0"
+        assert (f"::notice title=Airlock gate::{passed}" if ci == "github" else f"##[section]Airlock gate: {passed}") in run.stdout
     else:
         assert deployed.status_code == 404 and report["decision"] == "fail"
         assert f"::error title=Airlock gate::{name}:1.0 was blocked by the prod gate and discarded" in run.stdout
         assert not exists(gate_world, f"{name}:1.0")
+
+
+@pytest.mark.parametrize(("ci", "annotation"), [("github", "::error title=Airlock gate::docker build of app:1 failed"),
+                                               ("azure", "##vso[task.logissue type=error]Airlock gate: docker build of app:1 failed")])
+def test_pipeline_step_reports_a_failed_build_to_the_ci_system(tmp_path, ci, annotation):
+    env = {**os.environ, **CI_SYSTEMS[ci], "AIRLOCK_REPORT_DIR": str(tmp_path / "report")}
+    run = subprocess.run([str(REPO_ROOT / "pipelines" / "gate-and-deploy.sh"), str(tmp_path / "no-such-context"), "app", "1", "prod",
+                          "127.0.0.1:5000"], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 3 and annotation in run.stdout and not (tmp_path / "report").exists()
 
 
 def test_ci_templates_run_the_pipeline_step_and_publish_the_reports():
