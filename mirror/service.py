@@ -53,10 +53,16 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def client_settings(settings: Settings, environments: list[str]) -> list[dict[str, Any]]:
-    """What to give pip, uv (and later conda, docker) per environment."""
+def client_settings(settings: Settings, allowlist: Allowlist | None) -> list[dict[str, Any]]:
+    """What to give pip, uv, conda and docker per environment, naming the allowlist's own conda
+    channels and registry upstreams (a placeholder only where it declares none)."""
     base = settings.base_url
     host = base.split("://", 1)[-1]
+    environments = allowlist.environments(Ecosystem.PYPI) if allowlist else []
+    channels = _declared(allowlist, Ecosystem.CONDA) or ["CHANNEL"]
+    upstreams = _declared(allowlist, Ecosystem.CONTAINERS)
+    upstream = upstreams[0] if len(upstreams) == 1 else "UPSTREAM"
+    choices = f"; UPSTREAM: {' or '.join(upstreams)}" if len(upstreams) > 1 else ""
     rows = []
     for env in environments:
         index = f"{base}/pypi/{env}/simple/"
@@ -64,11 +70,17 @@ def client_settings(settings: Settings, environments: list[str]) -> list[dict[st
             "environment": env,
             "pip": f"pip install --index-url {index} PACKAGE   (or PIP_INDEX_URL={index})",
             "uv": f"uv pip install --index-url {index} PACKAGE   (or UV_INDEX_URL={index}; uv add: [[tool.uv.index]] url = \"{index}\", default = true)",
-            "conda": f"conda install --override-channels -c {base}/conda/{env}/CHANNEL PACKAGE",
-            "docker": f"docker pull {host}/{env}/UPSTREAM/REPOSITORY:TAG   (FROM {host}/{env}/… in a Dockerfile)",
+            "conda": "conda install --override-channels " + " ".join(f"-c {base}/conda/{env}/{channel}" for channel in channels) + " PACKAGE",
+            "docker": f"docker pull {host}/{env}/{upstream}/REPOSITORY:TAG   (FROM {host}/{env}/{upstream}/… in a Dockerfile{choices})",
             "trusted_host": host if base.startswith("http://") and not host.startswith(("127.", "localhost")) else None,
         })
     return rows
+
+
+def _declared(allowlist: Allowlist | None, ecosystem: Ecosystem) -> list[str]:
+    """The conda channels or registry upstreams a policy file declares, by name."""
+    policy_file = allowlist.policy.files.get(ecosystem) if allowlist else None
+    return sorted(policy_file.context or {}) if policy_file else []
 
 
 def open_database(settings: Settings) -> Database:
@@ -156,7 +168,7 @@ def run_service(settings: Settings) -> int:
 
     app = create_app(Parts(settings, policy, service, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files,
                            registry_caches=caches.urls))
-    _print_banner(settings, policy.current().environments(Ecosystem.PYPI))
+    _print_banner(settings, policy.current())
     # Everything built so far lives as long as the process: move it out of the collector's view.
     # Otherwise each full collection rescans it while a request waits (bench/api.py's p99 halved).
     gc.collect()
@@ -234,9 +246,9 @@ def _poll_allowlists(policy: AllowlistWatcher, service: ExceptionService, stop: 
             log.exception("allowlist reload failed")
 
 
-def _print_banner(settings: Settings, environments: list[str]) -> None:
+def _print_banner(settings: Settings, allowlist: Allowlist) -> None:
     lines = [f"Airlock is serving on {settings.base_url}  (allowlists: {settings.allowlists}, data: {settings.data_dir})"]
-    for row in client_settings(settings, environments):
+    for row in client_settings(settings, allowlist):
         lines.append(f"  [{row['environment']}]")
         lines.append(f"    pip: {row['pip']}")
         lines.append(f"    uv:  {row['uv']}")

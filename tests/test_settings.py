@@ -89,3 +89,14 @@ def test_the_gates_quick_database_lookup_defers_whatever_it_does_not_read(bare_e
     else:
         monkeypatch.setenv("AIRLOCK_DATABASE_PASSWORD_FILE", str(tmp_path / "pw"))
     assert embedded_sqlite_file() is None
+
+
+def test_status_names_the_allowlists_conda_channels_and_registry_upstreams(tmp_path):
+    clients = json.loads(status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(REPO_ROOT / "allowlists")).stdout)["clients"]
+    prod = next(client for client in clients if client["environment"] == "prod")
+    assert prod["conda"] == "conda install --override-channels -c http://127.0.0.1:9/conda/prod/conda-forge PACKAGE"
+    assert prod["docker"].startswith("docker pull 127.0.0.1:9/prod/mar/REPOSITORY:TAG")
+    (tmp_path / "only-pypi").mkdir()
+    (tmp_path / "only-pypi" / "pypi.yaml").write_text("ecosystem: pypi\nenvironments: {prod: {}}\npackages: []\n")
+    [bare] = json.loads(status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(tmp_path / "only-pypi")).stdout)["clients"]
+    assert "/conda/prod/CHANNEL PACKAGE" in bare["conda"] and "127.0.0.1:9/prod/UPSTREAM/REPOSITORY:TAG" in bare["docker"]

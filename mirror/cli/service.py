@@ -10,7 +10,7 @@ import httpx
 
 from mirror.allowlist_files import load_allowlist
 from mirror.cli.tables import render_table
-from mirror.policy import Ecosystem, InvalidAllowlist
+from mirror.policy import InvalidAllowlist
 from mirror.settings import ConfigurationError, Settings, load_settings
 
 
@@ -54,10 +54,10 @@ def run_status(args: argparse.Namespace) -> int:
     except (httpx.HTTPError, ValueError) as exc:
         readiness = {"ready": False, "parts": {}, "error": f"Airlock does not answer on {settings.listen} ({exc.__class__.__name__}); start it with `airlock up`"}
     try:
-        environments = load_allowlist([settings.allowlists]).environments(Ecosystem.PYPI)
+        allowlist = load_allowlist([settings.allowlists])
     except InvalidAllowlist:
-        environments = []
-    clients = client_settings(settings, environments)
+        allowlist = None
+    clients = client_settings(settings, allowlist)
     if args.json:
         print(json.dumps({"url": settings.base_url, **readiness, "clients": clients}, indent=2))
         return 0 if readiness.get("ready") else 1
