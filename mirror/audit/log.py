@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mirror.audit.chain import GENESIS, canonical, clipped, record_hash
+from mirror.progress import Progress
 from mirror.store.models import AuditHead, AuditRecord
 
 __all__ = ["GENESIS", "append", "as_dict", "canonical", "export_lines", "record_hash", "verify", "verify_session"]
@@ -72,10 +73,22 @@ def verify(records: Iterable[AuditRecord], head_seq: int, head_hash: str) -> Ver
     return Verification(True, count)
 
 
-def verify_session(session: Session) -> Verification:
+def verify_session(session: Session, label: str | None = None) -> Verification:
+    """`label`: show progress on stderr under that name (a log of gate decisions runs to gigabytes)."""
     head = session.get(AuditHead, 1)
-    records = session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)).scalars()
+    records: Iterable[AuditRecord] = session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)).scalars()
+    if label is not None:
+        records = _counted(records, Progress(head.seq if head else 0, 0, label, unit="records"))
     return verify(records, head.seq if head else 0, head.hash if head else GENESIS)
+
+
+def _counted(records: Iterable[AuditRecord], progress: Progress) -> Iterator[AuditRecord]:
+    try:
+        for record in records:
+            yield record
+            progress.advance(files=1)
+    finally:
+        progress.close()
 
 
 def as_dict(record: AuditRecord) -> dict[str, Any]:

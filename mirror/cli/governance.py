@@ -120,7 +120,7 @@ def run_token_revoke(args: argparse.Namespace, database: Database) -> int:
 @with_database
 def run_audit_verify(args: argparse.Namespace, database: Database) -> int:
     with database.reading() as session:
-        result = verify_session(session)
+        result = verify_session(session, label="verifying the audit log")
     if result.intact:
         print(f"audit log intact: {result.records} records, hash chain verified")
         return 0
