@@ -16,21 +16,20 @@ def clock(monkeypatch):
     return now
 
 
-def test_short_work_shows_no_progress(clock, capsys):
-    progress = Progress(3, 0, "verifying the audit log", unit="records")
-    for _ in range(3):
-        clock[0] += 0.2
+def run(progress: Progress, clock: list[float], seconds_each: float) -> None:
+    for _ in range(progress.total_files):
+        clock[0] += seconds_each
         progress.advance(files=1)
     progress.close()
+
+
+def test_short_work_shows_no_progress(clock, capsys):
+    run(Progress(3, 0, "verifying the audit log", unit="records"), clock, 0.2)
     assert capsys.readouterr().err == ""
 
 
 def test_long_work_shows_counts_every_few_seconds_and_the_end(clock, capsys):
-    progress = Progress(4, 0, "containers sync", unit="images")
-    for _ in range(4):
-        clock[0] += 3.0
-        progress.advance(files=1)
-    progress.close()
+    run(Progress(4, 0, "containers sync", unit="images"), clock, 3.0)
     assert capsys.readouterr().err.splitlines() == [
         "containers sync [#######                       ] 1/4 images",
         "containers sync [######################        ] 3/4 images",
