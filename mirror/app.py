@@ -54,18 +54,21 @@ class Parts:
 
 
 class BodyLimit:
-    """Refuse API bodies over the limit (413) before they are read into memory."""
+    """Refuse API bodies over the limit (413) before they are read into memory. `per_path`: routes
+    with their own limit (a gate decision carries every finding of an image: megabytes)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             return await self.app(scope, receive, send)
+        limit = self.per_path.get(scope["path"].rstrip("/"), self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
             return await response(scope, receive, send)
         received = 0
 
@@ -73,8 +76,8 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise ApiError(413, f"request body over {self.limit} bytes")
+            if received > limit:
+                raise ApiError(413, f"request body over {limit} bytes")
             return message
 
         await self.app(scope, counted, send)
@@ -117,7 +120,7 @@ def create_app(parts: Parts) -> FastAPI:
     app.include_router(containers_router)
     app.include_router(exceptions_router)
     app.include_router(governance_router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, per_path={"/api/v1/gate/decisions": settings.max_gate_decision_bytes})
     exceptions = parts.exceptions
     app.add_middleware(
         Observability, require_token=settings.require_token,

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_exception_days: int = Field(180, ge=1, le=3650, description="longest duration an exception may ask for")
     advisories: Path | None = Field(None, description="folder of OSV advisories for the vulnerability pre-check (the gate's source)")
     max_body_bytes: int = Field(65536, ge=1024, description="largest API request body accepted")
+    max_gate_decision_bytes: int = Field(64 * 2**20, ge=65536, description="largest gate decision accepted (it carries every finding of an image)")
     webhook_urls: str = Field("", description="comma-separated URLs notified of exception events")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for X-Airlock-Signature")
     public_url: str | None = Field(None, description="URL clients use to reach Airlock (default http://LISTEN)")

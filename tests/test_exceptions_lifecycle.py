@@ -136,6 +136,13 @@ def test_already_allowed_is_409_citing_the_rule(api_world):
 def test_oversized_bodies_are_refused(api_world):
     response = ask(api_world, api_world.token("data-scientist", "alice"), justification="x " * 40_000)
     assert response.status_code == 413
+    # A gate decision has its own limit (AIRLOCK_MAX_GATE_DECISION_BYTES, 64 MiB): 100 KB is accepted, 65 MiB is not.
+    pipeline = api_world.token("cicd-process", "pipeline")
+    decision = {"image": "app:1", "environment": "prod", "decision": "pass", "findings": [{"check": "provenance", "reason": "x" * 1000}] * 100}
+    assert api_world.call("POST", "/api/v1/gate/decisions", pipeline, decision).status_code == 201
+    oversized = httpx.post(f"{api_world.url}/api/v1/gate/decisions", content=b" " * (65 * 2**20), timeout=30,
+                           headers={"Authorization": f"Bearer {pipeline}", "Content-Type": "application/json"})
+    assert oversized.status_code == 413 and oversized.json()["detail"] == f"request body over {64 * 2**20} bytes"
 
 
 def test_preprod_self_service_approves_clean_requests_only(api_world):

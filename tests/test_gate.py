@@ -350,6 +350,23 @@ def test_gate_with_server_uses_exceptions_and_reports_the_decision(gate_world, a
     assert counts["pass"] >= 1 and counts["fail"] >= 1, counts
 
 
+@pytest.mark.parametrize("api_world", ["sqlite"], indirect=True)
+def test_a_decision_with_hundreds_of_findings_reaches_the_server(gate_world, api_world, tmp_path):
+    """An ML image carries hundreds of packages, each a finding: the server records the whole decision
+    (over the 64 KB an exception request may send)."""
+    names = [f"bulk{n}" for n in range(400)]
+    (tmp_path / "pypi.yaml").write_text(PYPI_YAML + "".join(f"  - {{name: {name}, environments: [prod], reason: bulk, owner: ml}}\n" for name in names))
+    (tmp_path / "gate.yaml").write_text(GATE_YAML)
+    ref = image(gate_world, "app/many-packages:1", packages=[(name, "1.0") for name in names])
+    result = gate(gate_world, ref, "--env", "prod", "--server", api_world.url, "--format", "json", allowlists=tmp_path,
+                  env={"AIRLOCK_TOKEN": api_world.token("cicd-process", "pipeline")})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    trail = api_world.call("GET", "/api/v1/audit?action=gate.decision", api_world.token("data-governance", "gina")).json()
+    [recorded] = [record for record in trail if record["subject"] == ref]
+    assert recorded["details"]["decision"] == "pass" and len(recorded["details"]["findings"]) == len(report["findings"]) > 400
+
+
 def _sample(metrics: str, name: str) -> float:
     return next(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name + " "))
 

@@ -125,7 +125,7 @@ class GateDecisionIn(BaseModel):
     digest: str | None = Field(None, max_length=100)
     environment: str = Field(min_length=1, max_length=64)
     decision: Literal["pass", "fail", "undecided"]
-    findings: list[dict[str, Any]] = Field(default_factory=list, max_length=10000)
+    findings: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)  # a large image: thousands of vulnerabilities
     ci: dict[str, Any] = Field(default_factory=dict)
 
 
