@@ -185,8 +185,12 @@ def test_sarif_report_validates_against_the_official_schema(gate_world, tmp_path
     document = json.loads((tmp_path / "gate.sarif").read_text())
     assert document == json.loads(result.stdout)
     jsonschema.validate(document, sarif_schema)
-    rules = {r["ruleId"] for r in document["runs"][0]["results"]}
-    assert rules == {"vulnerabilities", "provenance", "base-image"}
+    results = document["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} == {"vulnerabilities", "provenance", "base-image"}
+    # GitHub code scanning refuses the whole file when a result has no location ("expected at least one location").
+    locations = {r["ruleId"]: r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
+    assert locations["base-image"] == "Dockerfile"
+    assert locations["provenance"].startswith("usr/local/lib/python3.11/site-packages/prelib-0.9.dist-info")
 
 
 def test_corrupt_archive_cannot_be_decided(gate_world, tmp_path):

@@ -9,6 +9,9 @@ from gate.interface import Level, Verdict
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {Level.FAIL: "error", Level.WARN: "warning", Level.INFO: "note"}
+IMAGE_LEVEL_URI = "Dockerfile"
+"""Where a finding about the image as a whole (its base image) is located: GitHub code scanning
+rejects the whole file if one result has no location, and a FROM line is what fixes a base image."""
 _RULES = {
     "vulnerabilities": "Known vulnerability at or above the environment's threshold",
     "secrets": "Secret stored in the image",
@@ -37,8 +40,8 @@ def to_sarif(verdict: Verdict) -> str:
             "properties": {k: v for k, v in (("package", finding.package), ("version", finding.version), ("id", finding.id),
                                               ("severity", finding.severity), ("layer", finding.layer)) if v},
         }
-        if finding.path:
-            result["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": finding.path.split(":")[0].lstrip("/")}}}]
+        uri = (finding.path or "").split(":")[0].lstrip("/") or IMAGE_LEVEL_URI
+        result["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": uri}}}]
         results.append(result)
     run = {
         "tool": {"driver": {"name": "airlock-gate", "version": _tool_version(), "informationUri": "https://github.com/airlock/airlock",
