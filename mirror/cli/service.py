@@ -74,7 +74,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def register_sync(commands: argparse._SubParsersAction) -> None:
-    sync = commands.add_parser("sync", help="pull allowlisted conda packages from upstream, verify, index, publish")
+    sync = commands.add_parser("sync", help="conda: build the curated channels from upstream (verify, index, publish); containers: pre-pull the allowlisted base images")
     sync.add_argument("what", choices=["conda", "containers"], help="conda: build the curated channels; containers: pre-pull the allowlisted base images through the running service")
     sync.add_argument("--env", action="append", dest="envs", metavar="ENV", help="only this environment (repeatable)")
     sync.add_argument("--config", metavar="FILE")
