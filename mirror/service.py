@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import socket
 import sys
 import threading
 from typing import Any, Callable
@@ -118,6 +119,33 @@ def build_exception_service(settings: Settings, database: Database, devpi_url: s
 
 def run_service(settings: Settings) -> int:
     configure_logging(settings)
+    try:
+        listener = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(f"airlock: cannot listen on {settings.listen}: {exc.strerror or exc}; is Airlock already running there "
+              "(`airlock status`)? Stop it, or set AIRLOCK_LISTEN to a free HOST:PORT", file=sys.stderr)
+        return 1
+    try:
+        return _serve(settings, listener)
+    finally:
+        listener.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The public port, bound before any child starts: a taken port is one line and exit 1, not
+    devpi and the registry caches started and stopped around uvicorn's log of the error."""
+    host = host.strip("[]")
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _serve(settings: Settings, listener: socket.socket) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         database = open_database(settings)
@@ -176,9 +204,9 @@ def run_service(settings: Settings) -> int:
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=10))
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
-        stop_children()  # also when startup failed (port taken) and the lifespan never ran
+        stop_children()  # also when startup failed and the lifespan never ran
     return 0 if server.started else 1
 
 

@@ -100,3 +100,20 @@ def test_status_names_the_allowlists_conda_channels_and_registry_upstreams(tmp_p
     (tmp_path / "only-pypi" / "pypi.yaml").write_text("ecosystem: pypi\nenvironments: {prod: {}}\npackages: []\n")
     [bare] = json.loads(status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(tmp_path / "only-pypi")).stdout)["clients"]
     assert "/conda/prod/CHANNEL PACKAGE" in bare["conda"] and "127.0.0.1:9/prod/UPSTREAM/REPOSITORY:TAG" in bare["docker"]
+
+
+def test_a_taken_port_is_one_line_and_nothing_started(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+        result = subprocess.run([sys.executable, "-m", "mirror", "up"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                                env={**base, "PYTHONPATH": str(REPO_ROOT), "AIRLOCK_LISTEN": listen, "AIRLOCK_DATA_DIR": str(tmp_path / "data"),
+                                     "AIRLOCK_ALLOWLISTS": str(REPO_ROOT / "allowlists")})
+    assert result.returncode == 1
+    assert result.stderr == (f"airlock: cannot listen on {listen}: Address already in use; is Airlock already running there "
+                             "(`airlock status`)? Stop it, or set AIRLOCK_LISTEN to a free HOST:PORT\n")
+    assert not (tmp_path / "data").exists()  # no database, no devpi, no registry cache
