@@ -8,6 +8,7 @@ archive file removed.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +58,7 @@ class ImageSource:
                 removed.append(f"registry:{host}/{repository} NOT removed ({exc})")
         if self.kind == "archive":
             try:
-                self.archive.unlink()
+                shutil.rmtree(self.archive) if self.archive.is_dir() else self.archive.unlink()  # an OCI layout is a folder
                 removed.append(f"archive:{self.archive}")
             except OSError as exc:
                 removed.append(f"archive:{self.archive} NOT removed ({exc.strerror})")

@@ -8,11 +8,11 @@ cores) is loaded, so that loading overlaps the scan instead of adding to it. The
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from gate.archive import scannable
 from gate.errors import GateError
 from gate.scanner.process import TrivyRun, find_trivy, start_image_scan
 
@@ -34,12 +34,6 @@ class ScanRequest(NamedTuple):  # not a dataclass: `dataclasses` would load befo
     sbom: Path | None
 
 
-def _readable_archive(path: Path) -> Path:
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise GateError(f"cannot read the image archive {path}: give a docker-archive or OCI tar (docker save IMAGE -o FILE)")
-    return path
-
-
 def run_scan(request: ScanRequest) -> Verdict:
     """Every way of not knowing ends in `Outcome.UNDECIDED` with its cause (exit 2, nothing
     deploys); a failing image is discarded before the verdict is reported; every verdict is recorded."""
@@ -50,7 +44,7 @@ def run_scan(request: ScanRequest) -> Verdict:
             try:
                 binary = find_trivy(request.trivy)
                 if request.archive:
-                    scan = start_image_scan(binary, _readable_archive(request.archive), request.db, raw, request.timeout)
+                    scan = start_image_scan(binary, scannable(request.archive, Path(workdir)), request.db, raw, request.timeout)
             except GateError as exc:
                 from gate.decision import record_undecided
 

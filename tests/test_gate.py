@@ -3,11 +3,13 @@ OSV advisories by `airlock-gate db build`, the real `airlock-gate` command."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from tests.upstream.docker import Registry
 from tests.conftest import REPO_ROOT
-from tests.upstream.images import CLOUD_TOKENS, PRIVATE_KEY, SITE, build_image, dist_info, osv
+from tests.upstream.images import CLOUD_TOKENS, PRIVATE_KEY, SITE, build_image, dist_info, oci_archive, osv
 from tests.upstream.servers import free_port
 from tests.worlds import BIN
 
@@ -193,13 +195,49 @@ def test_sarif_report_validates_against_the_official_schema(gate_world, tmp_path
     assert locations["provenance"].startswith("usr/local/lib/python3.11/site-packages/prelib-0.9.dist-info")
 
 
-def test_corrupt_archive_cannot_be_decided(gate_world, tmp_path):
+def _garbage_layer(archive: Path) -> None:
+    """A docker-archive whose one layer is not a tar: the gate's own look passes it, Trivy fails on it."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}})
+    with tarfile.open(archive, "w") as out:
+        for name, data in (("config.json", config.encode()), ("layer.tar", b"\x00not a layer" * 100),
+                           ("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["x:1"], "Layers": ["layer.tar"]}]).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize(("corruption", "cause"), [
+    ("not-a-tar", "the image archive {archive} is not a tar file: give a docker-archive (docker save IMAGE -o FILE) or an OCI archive or layout"),
+    ("garbage-layer", "Trivy scan failed (exit 1): run error: image scan error: scan error: scan failed: failed analysis: analyze error: "
+                      "pipeline error: failed to analyze layer (sha256:" + "0" * 64 + "): walk error: failed to extract the archive: "
+                      "archive/tar: invalid tar header"),
+])
+def test_corrupt_archive_cannot_be_decided(gate_world, tmp_path, corruption, cause):
     archive = tmp_path / "corrupt.tar"
-    archive.write_bytes(b"\x00not a tar" * 1000)
+    if corruption == "not-a-tar":
+        archive.write_bytes(b"\x00not a tar" * 1000)
+    else:
+        _garbage_layer(archive)
     result = gate(gate_world, "--input", str(archive), "--env", "prod")
     assert result.returncode == 2
-    assert "could not decide, the image must not be deployed: Trivy scan failed" in result.stderr
+    assert f"could not decide, the image must not be deployed: {cause.format(archive=archive)}\n" in result.stderr
     assert last_audit(gate_world)["details"]["decision"] == "undecided"
+
+
+@pytest.mark.parametrize("form", ["oci-archive", "oci-layout"])
+def test_oci_images_are_scanned_and_discarded_like_docker_archives(gate_world, tmp_path, form):
+    ref = image(gate_world, "app/oci-vulnerable:1", packages=[("vulnlib", "1.0")])
+    gate_world["engine"].docker("save", ref, "-o", str(tmp_path / "docker.tar"))
+    given = oci_archive(tmp_path / "docker.tar", tmp_path / "oci.tar")
+    if form == "oci-layout":
+        with tarfile.open(given) as archive:
+            archive.extractall(tmp_path / "layout", filter="data")
+        given = tmp_path / "layout"
+    result = gate(gate_world, "--input", str(given), "--env", "prod", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert [f["title"] for f in report["findings"] if f["level"] == "fail"] == ["CVE-2026-1111 in vulnlib 1.0"]
+    assert report["discarded"] == [f"archive:{given}"] and not given.exists()
 
 
 @pytest.mark.parametrize("problem", ["missing-trivy", "missing-archive"])
@@ -211,7 +249,7 @@ def test_a_scan_that_cannot_start_is_undecided_and_audited(gate_world, tmp_path,
     result = gate(gate_world, "--input", str(archive), "--env", "prod", *options)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     expected = (f"Trivy not found at {tmp_path / 'no-trivy'}: give the path of an executable trivy 0.76" if problem == "missing-trivy"
-                else f"cannot read the image archive {archive}: give a docker-archive or OCI tar")
+                else f"cannot read the image archive {archive}: give a docker-archive (docker save IMAGE -o FILE) or an OCI archive or layout")
     assert f"could not decide, the image must not be deployed: {expected}" in result.stderr
     record = last_audit(gate_world)["details"]
     assert (record["decision"], record["image"]) == ("undecided", str(archive)) and record["cause"].startswith(expected)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gate.scanner.process import _wait_exit
+from gate.scanner.process import _last_error, _wait_exit
 
 
 def test_wait_returns_the_exit_code_and_the_signal():
@@ -31,3 +31,15 @@ def test_a_process_already_reaped_keeps_its_code():
     process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(5)"])
     process.wait()
     assert _wait_exit(process, 60) == 5
+
+
+def test_a_trivy_error_keeps_its_causes():
+    stderr = ("2026-11-29T06:57:01Z\tINFO\tLoading the vulnerability DB\n"
+              "2026-11-29T06:57:01Z\tFATAL\tFatal error\trun error: unable to initialize archive image: 2 errors occurred:\n"
+              "\t* unable to open app.tar as a Docker image: file manifest.json not found in tar\n"
+              "\t* unable to open app.tar as an OCI Image: stat app.tar/index.json: not a directory\n\n")
+    assert _last_error(stderr) == ("run error: unable to initialize archive image: 2 errors occurred: "
+                                   "* unable to open app.tar as a Docker image: file manifest.json not found in tar "
+                                   "* unable to open app.tar as an OCI Image: stat app.tar/index.json: not a directory")
+    assert _last_error("") == "no message"
+    assert _last_error("panic: runtime error\n") == "panic: runtime error"

@@ -103,7 +103,11 @@ def start_image_scan(binary: Path, archive: Path, db_dir: Path, report_json: Pat
 
 def _last_error(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    fatal = [line for line in lines if "FATAL" in line or "ERROR" in line]
-    last = (fatal or lines or ["no message"])[-1]
-    # "2026-11-28T19:25:27Z\tFATAL\tFatal error\tunable to ...": keep the message.
-    return last.split("\t")[-1][-400:]
+    fatal = [n for n, line in enumerate(lines) if "FATAL" in line or "ERROR" in line]
+    if not lines:
+        return "no message"
+    first = fatal[-1] if fatal else len(lines) - 1
+    # "2026-11-28T19:25:27Z\tFATAL\tFatal error\tunable to ...: 2 errors occurred:" and then one
+    # "* cause" line each: keep the message and its causes.
+    message = " ".join([lines[first].split("\t")[-1], *lines[first + 1:]])
+    return message if len(message) <= 600 else message[:300] + " … " + message[-300:]

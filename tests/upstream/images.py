@@ -6,7 +6,11 @@ INSTALLER, WHEEL, plus the module); secrets are files a careless build would cop
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import shutil
+import tarfile
 from pathlib import Path
 
 from tests.upstream.docker import DockerEngine
@@ -49,6 +53,30 @@ def build_image(engine: DockerEngine, tag: str, context: Path, packages: list[tu
     (context / "Dockerfile").write_text("\n".join(lines) + "\n")
     engine.docker("build", "-q", "-t", tag, str(context))
     return tag
+
+
+def oci_archive(docker_archive: Path, out: Path) -> Path:
+    """The same image as an OCI archive (what `docker buildx --output type=oci` and `podman save
+    --format oci-archive` write): oci-layout, index.json and blobs/sha256/*, no manifest.json."""
+    with tarfile.open(docker_archive) as archive:
+        [saved] = json.load(archive.extractfile("manifest.json"))
+        config = archive.extractfile(saved["Config"]).read()
+        layers = [archive.extractfile(name).read() for name in saved["Layers"]]
+
+    def descriptor(media_type: str, blob: bytes) -> dict:
+        return {"mediaType": media_type, "digest": f"sha256:{hashlib.sha256(blob).hexdigest()}", "size": len(blob)}
+
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+                           "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer) for layer in layers]}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [descriptor("application/vnd.oci.image.manifest.v1+json", manifest)]}).encode()
+    with tarfile.open(out, "w") as archive:
+        for name, data in (("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'), ("index.json", index),
+                           *((f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}", blob) for blob in (config, manifest, *layers))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out
 
 
 def osv(advisory_id: str, package: str, fixed: str, severity: str, cve: str | None = None, summary: str = "") -> dict:
