@@ -66,6 +66,14 @@ def docker_engine(tmp_path_factory):
     engine.stop()
 
 
+@pytest.fixture(scope="session")
+def gate_world(tmp_path_factory, docker_engine):
+    """The gate's DB, registry and allowlists (tests/gate_world.py), shared by every gate test module."""
+    from tests.gate_world import make_gate_world
+
+    yield from make_gate_world(tmp_path_factory.mktemp("gate"), docker_engine)
+
+
 SCHEMAS = Path(sys.prefix) / "share" / "airlock"
 
 
