@@ -17,6 +17,7 @@ from gate.images import ImageSource, from_engine
 from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
 from gate.record import AuditSink, actor_of, ci_identity, decision_body, findings_text
 from gate.registry import RegistryClient
+from gate.scanner.conda_meta import conda_packages, with_conda_records
 from gate.scanner.process import TrivyRun
 from gate.scanner.trivy import Trivy
 from gate.vulndb.freshness import StaleDatabase, check_db
@@ -52,8 +53,9 @@ def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, reg
     return findings
 
 
-def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, workdir: Path, raw: Path) -> Verdict:
-    """`scan` is Trivy already scanning `request.archive`, or None for an image to export first."""
+def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, target: Path | None, workdir: Path, raw: Path) -> Verdict:
+    """`scan` is Trivy already scanning `target` (what `request.archive` became), or None for an
+    image to export first."""
     reference = request.image or str(request.archive)
     source: ImageSource | None = None
     server: ServerClient | None = None
@@ -69,11 +71,14 @@ def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, work
             raise GateError(str(exc)) from None
         if scan is None:
             source = from_engine(request.image, workdir, registry)
-            scan = trivy.start_scan(source.archive, request.db, raw)
+            target = source.archive
+            scan = trivy.start_scan(target, request.db, raw)
         else:
             source = ImageSource(str(request.archive), request.archive, "archive")
         audit.open()  # while Trivy scans: the database is ready when the verdict is
+        conda = conda_packages(target)  # the conda packages Trivy does not list
         facts = trivy.finish_scan(scan, raw)
+        facts = replace(facts, packages=with_conda_records(facts.packages, conda))
         if request.sbom:
             trivy.sbom(raw, request.sbom)
         findings = judge(request, policy, facts, registry)

@@ -38,20 +38,22 @@ def run_scan(request: ScanRequest) -> Verdict:
     """Every way of not knowing ends in `Outcome.UNDECIDED` with its cause (exit 2, nothing
     deploys); a failing image is discarded before the verdict is reported; every verdict is recorded."""
     scan: TrivyRun | None = None
+    target: Path | None = None
     with tempfile.TemporaryDirectory(prefix="airlock-gate-") as workdir:
         raw = Path(workdir) / "trivy.json"
         try:
             try:
                 binary = find_trivy(request.trivy)
                 if request.archive:
-                    scan = start_image_scan(binary, scannable(request.archive, Path(workdir)), request.db, raw, request.timeout)
+                    target = scannable(request.archive, Path(workdir))
+                    scan = start_image_scan(binary, target, request.db, raw, request.timeout)
             except GateError as exc:
                 from gate.decision import record_undecided
 
                 return record_undecided(request, str(exc))
             from gate.decision import decide_image  # loads while Trivy scans an archive
 
-            return decide_image(request, binary, scan, Path(workdir), raw)
+            return decide_image(request, binary, scan, target, Path(workdir), raw)
         finally:
             if scan is not None:
                 scan.stop()

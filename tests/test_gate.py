@@ -83,6 +83,44 @@ def test_preprod_only_package_passes_preprod_and_fails_prod(gate_world):
     assert '"package": "prelib", "versions": "==0.9", "environments": ["prod"]' in prod.stdout  # how to ask
 
 
+CONDA_YAML = """\
+ecosystem: conda
+environments: {prod: {}}
+channels:
+  conda-forge: {url: https://conda.anaconda.org/conda-forge}
+packages:
+  - {spec: "numpy >=1.26,<3", environments: [prod], reason: core numerics, owner: ml}
+  - {spec: "pytorch >=2.3 *cuda*", environments: [prod], reason: GPU training, owner: ml}
+"""
+
+
+def _conda_record(prefix: str, name: str, version: str, build: str) -> tuple[str, str]:
+    record = {"name": name, "version": version, "build": build, "build_number": 0, "channel": "https://conda.anaconda.org/conda-forge/linux-64",
+              "subdir": "linux-64", "license": "BSD-3-Clause", "files": [], "depends": []}
+    return f"{prefix}/conda-meta/{name}-{version}-{build}.json", json.dumps(record)
+
+
+def test_conda_packages_are_vetted_in_every_prefix_by_their_build(gate_world, tmp_path):
+    """Trivy lists conda packages only under envs/NAME/ and without their build: the gate reads every
+    conda-meta record, so a base-prefix install is vetted too, and a MatchSpec's build glob applies."""
+    (tmp_path / "pypi.yaml").write_text(PYPI_YAML)
+    (tmp_path / "conda.yaml").write_text(CONDA_YAML)
+    passing = image(gate_world, "app/conda-ok:1", files=dict([_conda_record("/opt/conda", "numpy", "1.26.4", "py311h64a7726_0"),
+                                                                _conda_record("/opt/conda/envs/train", "pytorch", "2.3.1", "cuda118_py311_0")]))
+    result = gate(gate_world, passing, "--env", "prod", "--format", "json", allowlists=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    vetted = {f["title"]: f["rule"] for f in json.loads(result.stdout)["findings"] if f["check"] == "provenance"}
+    assert vetted == {"conda package numpy 1.26.4": f"{tmp_path / 'conda.yaml'}:6", "conda package pytorch 2.3.1": f"{tmp_path / 'conda.yaml'}:7"}
+
+    failing = image(gate_world, "app/conda-unvetted:1", files=dict([_conda_record("/opt/conda", "leftpad", "0.1", "0"),
+                                                                    _conda_record("/opt/conda/envs/train", "pytorch", "2.3.1", "cpu_py311_0")]))
+    result = gate(gate_world, failing, "--env", "prod", "--format", "json", allowlists=tmp_path)
+    assert result.returncode == 1
+    blocked = {f["title"]: f["reason"] for f in json.loads(result.stdout)["findings"] if f["level"] == "fail"}
+    assert blocked["conda package leftpad 0.1"].startswith("blocked: leftpad is not on the prod allowlist")
+    assert blocked["conda package pytorch 2.3.1"].startswith("blocked: pytorch 2.3.1=cpu_py311_0 does not match the spec '>=2.3 *cuda*'")
+
+
 def _waivers(tmp: Path, expires: date) -> Path:
     path = tmp / "waivers.yaml"
     path.write_text(f"waivers:\n  - id: CVE-2026-1111\n    package: vulnlib\n    versions: \"<1.1\"\n    environments: [prod]\n"
@@ -121,7 +159,7 @@ def test_sarif_report_validates_against_the_official_schema(gate_world, tmp_path
 
 
 def _garbage_layer(archive: Path) -> None:
-    """A docker-archive whose one layer is not a tar: the gate's own look passes it, Trivy fails on it."""
+    """A docker-archive whose one layer is not a tar (its manifest and config are fine)."""
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}})
     with tarfile.open(archive, "w") as out:
         for name, data in (("config.json", config.encode()), ("layer.tar", b"\x00not a layer" * 100),
@@ -133,9 +171,8 @@ def _garbage_layer(archive: Path) -> None:
 
 @pytest.mark.parametrize(("corruption", "cause"), [
     ("not-a-tar", "the image archive {archive} is not a tar file: give a docker-archive (docker save IMAGE -o FILE) or an OCI archive or layout"),
-    ("garbage-layer", "Trivy scan failed (exit 1): run error: image scan error: scan error: scan failed: failed analysis: analyze error: "
-                      "pipeline error: failed to analyze layer (sha256:" + "0" * 64 + "): walk error: failed to extract the archive: "
-                      "archive/tar: invalid tar header"),
+    ("garbage-layer", "layer sha256:" + "0" * 64 + " of {archive} is not a readable tar (no valid tar header at byte 0): "
+                      "the image archive is corrupt; export the image again"),
 ])
 def test_corrupt_archive_cannot_be_decided(gate_world, tmp_path, corruption, cause):
     archive = tmp_path / "corrupt.tar"

@@ -1,0 +1,40 @@
+"""The conda packages of an image, read from its `conda-meta/*.json` records.
+
+Trivy 0.76 lists conda packages only from `…/envs/NAME/conda-meta/` (its analyzer's pattern), so
+everything installed into a base prefix (`/opt/conda`, micromamba's root, any `conda create -p`
+prefix) would pass the provenance check unseen; and it drops the build string, which a MatchSpec
+such as `pytorch >=2.3 *cuda*` constrains. The gate therefore reads every record itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gate.errors import GateError
+from gate.interface import Package
+from gate.scanner.layers import final_files
+
+
+def is_conda_record(path: str) -> bool:
+    """`PREFIX/conda-meta/NAME-VERSION-BUILD.json` (not `history`, `pinned` or the like)."""
+    folder, _, name = path.rpartition("/")
+    return name.endswith(".json") and (folder == "conda-meta" or folder.endswith("/conda-meta"))
+
+
+def conda_packages(image: Path) -> list[Package]:
+    packages = []
+    for path, (layer, content) in sorted(final_files(image, is_conda_record).items()):
+        try:
+            record = json.loads(content)
+            name, version, build = record["name"], record["version"], record.get("build")
+        except (ValueError, KeyError, TypeError):
+            raise GateError(f"the conda record /{path} in the image is not a package record (name, version): "
+                            "nothing installed there can be vetted; rebuild the image") from None
+        packages.append(Package("conda", str(name), str(version), path, layer, str(build) if build else None))
+    return packages
+
+
+def with_conda_records(trivy_packages: tuple[Package, ...], records: list[Package]) -> tuple[Package, ...]:
+    """Trivy's packages, its conda ones replaced by the records (a superset of them, with builds)."""
+    return tuple(package for package in trivy_packages if package.kind != "conda") + tuple(records)
