@@ -17,7 +17,7 @@ from gate.images import ImageSource, from_engine
 from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
 from gate.record import AuditSink, actor_of, ci_identity, decision_body, findings_text
 from gate.registry import RegistryClient
-from gate.scanner.conda_meta import conda_packages, with_conda_records
+from gate.scanner.conda_meta import add_to_sbom, conda_packages, with_conda_records
 from gate.scanner.process import TrivyRun
 from gate.scanner.trivy import Trivy
 from gate.vulndb.freshness import StaleDatabase, check_db
@@ -78,9 +78,10 @@ def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, targ
         audit.open()  # while Trivy scans: the database is ready when the verdict is
         conda = conda_packages(target)  # the conda packages Trivy does not list
         facts = trivy.finish_scan(scan, raw)
-        facts = replace(facts, packages=with_conda_records(facts.packages, conda))
         if request.sbom:
             trivy.sbom(raw, request.sbom)
+            add_to_sbom(request.sbom, conda, facts.packages)
+        facts = replace(facts, packages=with_conda_records(facts.packages, conda))
         findings = judge(request, policy, facts, registry)
     except GateError as exc:
         verdict = Verdict(Outcome.UNDECIDED, reference, request.environment, source.digest if source else None, (), cause=str(exc))

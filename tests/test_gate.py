@@ -107,10 +107,12 @@ def test_conda_packages_are_vetted_in_every_prefix_by_their_build(gate_world, tm
     (tmp_path / "conda.yaml").write_text(CONDA_YAML)
     passing = image(gate_world, "app/conda-ok:1", files=dict([_conda_record("/opt/conda", "numpy", "1.26.4", "py311h64a7726_0"),
                                                                 _conda_record("/opt/conda/envs/train", "pytorch", "2.3.1", "cuda118_py311_0")]))
-    result = gate(gate_world, passing, "--env", "prod", "--format", "json", allowlists=tmp_path)
+    result = gate(gate_world, passing, "--env", "prod", "--format", "json", "--sbom", str(tmp_path / "sbom.cdx.json"), allowlists=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     vetted = {f["title"]: f["rule"] for f in json.loads(result.stdout)["findings"] if f["check"] == "provenance"}
     assert vetted == {"conda package numpy 1.26.4": f"{tmp_path / 'conda.yaml'}:6", "conda package pytorch 2.3.1": f"{tmp_path / 'conda.yaml'}:7"}
+    components = json.loads((tmp_path / "sbom.cdx.json").read_text())["components"]
+    assert {(c["name"], c["version"]) for c in components if c.get("purl", "").startswith("pkg:conda/")} == {("numpy", "1.26.4"), ("pytorch", "2.3.1")}
 
     failing = image(gate_world, "app/conda-unvetted:1", files=dict([_conda_record("/opt/conda", "leftpad", "0.1", "0"),
                                                                     _conda_record("/opt/conda/envs/train", "pytorch", "2.3.1", "cpu_py311_0")]))

@@ -38,3 +38,19 @@ def conda_packages(image: Path) -> list[Package]:
 def with_conda_records(trivy_packages: tuple[Package, ...], records: list[Package]) -> tuple[Package, ...]:
     """Trivy's packages, its conda ones replaced by the records (a superset of them, with builds)."""
     return tuple(package for package in trivy_packages if package.kind != "conda") + tuple(records)
+
+
+def add_to_sbom(sbom: Path, records: list[Package], trivy_packages: tuple[Package, ...]) -> None:
+    """Put the records Trivy did not list into its CycloneDX SBOM, so that it names every package
+    the gate judged."""
+    listed = {package.path for package in trivy_packages if package.kind == "conda"}
+    missing = [record for record in records if record.path not in listed]
+    if not missing:
+        return
+    document = json.loads(sbom.read_bytes())
+    for record in missing:
+        purl = f"pkg:conda/{record.name}@{record.version}" + (f"?build={record.build}" if record.build else "")
+        document.setdefault("components", []).append({
+            "bom-ref": f"{purl}#/{record.path}", "type": "library", "name": record.name, "version": record.version, "purl": purl,
+            "properties": [{"name": "airlock:path", "value": f"/{record.path}"}, {"name": "airlock:layer", "value": record.layer or ""}]})
+    sbom.write_text(json.dumps(document, indent=2) + "\n")
