@@ -48,6 +48,9 @@ class Package:
     layer: str | None
     """The diff ID of the layer that added it."""
     build: str | None = None
+    installed_by: str | None = None
+    """For Python metadata a conda package installed (its record lists the file): that package,
+    which is vetted as conda, not as a PyPI project."""
 
 
 @dataclass(frozen=True)

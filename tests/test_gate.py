@@ -94,10 +94,13 @@ packages:
 """
 
 
-def _conda_record(prefix: str, name: str, version: str, build: str) -> tuple[str, str]:
+def _conda_record(prefix: str, name: str, version: str, build: str, files: list[str] = ()) -> tuple[str, str]:
     record = {"name": name, "version": version, "build": build, "build_number": 0, "channel": "https://conda.anaconda.org/conda-forge/linux-64",
-              "subdir": "linux-64", "license": "BSD-3-Clause", "files": [], "depends": []}
+              "subdir": "linux-64", "license": "BSD-3-Clause", "files": list(files), "depends": []}
     return f"{prefix}/conda-meta/{name}-{version}-{build}.json", json.dumps(record)
+
+
+NUMPY_DIST_INFO = "lib/python3.11/site-packages/numpy-1.26.4.dist-info/METADATA"
 
 
 def test_conda_packages_are_vetted_in_every_prefix_by_their_build(gate_world, tmp_path):
@@ -105,12 +108,16 @@ def test_conda_packages_are_vetted_in_every_prefix_by_their_build(gate_world, tm
     conda-meta record, so a base-prefix install is vetted too, and a MatchSpec's build glob applies."""
     (tmp_path / "pypi.yaml").write_text(PYPI_YAML)
     (tmp_path / "conda.yaml").write_text(CONDA_YAML)
-    passing = image(gate_world, "app/conda-ok:1", files=dict([_conda_record("/opt/conda", "numpy", "1.26.4", "py311h64a7726_0"),
-                                                                _conda_record("/opt/conda/envs/train", "pytorch", "2.3.1", "cuda118_py311_0")]))
+    # conda's numpy ships numpy's dist-info too (not on pypi.yaml): it is the conda package, vetted as such
+    passing = image(gate_world, "app/conda-ok:1", files=dict([
+        _conda_record("/opt/conda", "numpy", "1.26.4", "py311h64a7726_0", files=["bin/f2py", NUMPY_DIST_INFO]),
+        (f"/opt/conda/{NUMPY_DIST_INFO}", "Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\n"),
+        _conda_record("/opt/conda/envs/train", "pytorch", "2.3.1", "cuda118_py311_0")]))
     result = gate(gate_world, passing, "--env", "prod", "--format", "json", "--sbom", str(tmp_path / "sbom.cdx.json"), allowlists=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    vetted = {f["title"]: f["rule"] for f in json.loads(result.stdout)["findings"] if f["check"] == "provenance"}
-    assert vetted == {"conda package numpy 1.26.4": f"{tmp_path / 'conda.yaml'}:6", "conda package pytorch 2.3.1": f"{tmp_path / 'conda.yaml'}:7"}
+    vetted = {f["title"]: f.get("rule") or f["reason"] for f in json.loads(result.stdout)["findings"] if f["check"] == "provenance"}
+    assert vetted == {"conda package numpy 1.26.4": f"{tmp_path / 'conda.yaml'}:6", "conda package pytorch 2.3.1": f"{tmp_path / 'conda.yaml'}:7",
+                      "python package numpy 1.26.4": "installed by conda package numpy 1.26.4 py311h64a7726_0, vetted as that"}
     components = json.loads((tmp_path / "sbom.cdx.json").read_text())["components"]
     assert {(c["name"], c["version"]) for c in components if c.get("purl", "").startswith("pkg:conda/")} == {("numpy", "1.26.4"), ("pytorch", "2.3.1")}
 

@@ -91,7 +91,7 @@ def test_oci_layouts_read_the_same(tmp_path, compress):
 
 
 def test_conda_packages_carry_their_build_and_layer(tmp_path):
-    packages = {p.name: (p.version, p.build, p.path) for p in conda_packages(docker_archive(tmp_path / "image.tar", LAYERS))}
+    packages = {p.name: (p.version, p.build, p.path) for p in conda_packages(docker_archive(tmp_path / "image.tar", LAYERS)).packages}
     assert packages == {"b": ("1.0", "1", "opt/conda/conda-meta/b-1.0-0.json"), "d": ("1.0", "0", "opt/other/conda-meta/d-1.0-0.json"),
                         "long": ("1.0", "0", f"{LONG_PREFIX}/conda-meta/long-1.0-0.json"),
                         "pax": ("1.0", "0", f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json")}

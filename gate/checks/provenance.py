@@ -21,6 +21,9 @@ class ProvenanceCheck(Check):
             if package.layer is not None and package.layer in base_layers:
                 findings.append(Finding(level=Level.INFO, reason="part of the allowed base image (vetted with it)", **base))
                 continue
+            if package.installed_by is not None:  # conda's numpy ships numpy's dist-info: one package, vetted as conda
+                findings.append(Finding(level=Level.INFO, reason=f"installed by {package.installed_by}, vetted as that", **base))
+                continue
             ecosystem = _ECOSYSTEM[package.kind]
             try:
                 decision = context.allowlist.decide(ecosystem, context.environment, package.name, package.version, package.build)

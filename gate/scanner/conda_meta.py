@@ -9,7 +9,9 @@ such as `pytorch >=2.3 *cuda*` constrains. The gate therefore reads every record
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from gate.errors import GateError
 from gate.interface import Package
@@ -22,29 +24,51 @@ def is_conda_record(path: str) -> bool:
     return name.endswith(".json") and (folder == "conda-meta" or folder.endswith("/conda-meta"))
 
 
-def conda_packages(image: Path) -> list[Package]:
-    packages = []
+_PYTHON_METADATA = (".dist-info/METADATA", ".egg-info/PKG-INFO", ".egg-info")
+"""The files by which Trivy finds a Python package (its packaging analyzer's patterns)."""
+
+
+class CondaRecords(NamedTuple):
+    packages: list[Package]
+    python_metadata: dict[str, Package]
+    """Path of Python metadata a conda package installed (numpy's dist-info) -> that package."""
+
+
+def conda_packages(image: Path) -> CondaRecords:
+    packages, owned = [], {}
     for path, (layer, content) in sorted(final_files(image, is_conda_record).items()):
         try:
             record = json.loads(content)
             name, version, build = record["name"], record["version"], record.get("build")
+            files = [str(file) for file in record.get("files") or () if str(file).endswith(_PYTHON_METADATA)]
         except (ValueError, KeyError, TypeError):
             raise GateError(f"the conda record /{path} in the image is not a package record (name, version): "
                             "nothing installed there can be vetted; rebuild the image") from None
-        packages.append(Package("conda", str(name), str(version), path, layer, str(build) if build else None))
-    return packages
+        package = Package("conda", str(name), str(version), path, layer, str(build) if build else None)
+        packages.append(package)
+        prefix = path.rpartition("/conda-meta/")[0]
+        owned.update((f"{prefix}/{file}" if prefix else file, package) for file in files)
+    return CondaRecords(packages, owned)
 
 
-def with_conda_records(trivy_packages: tuple[Package, ...], records: list[Package]) -> tuple[Package, ...]:
-    """Trivy's packages, its conda ones replaced by the records (a superset of them, with builds)."""
-    return tuple(package for package in trivy_packages if package.kind != "conda") + tuple(records)
+def with_conda_records(trivy_packages: tuple[Package, ...], records: CondaRecords) -> tuple[Package, ...]:
+    """Trivy's packages, its conda ones replaced by the records (a superset of them, with builds),
+    and the Python ones a conda package installed marked with it."""
+    python = []
+    for package in trivy_packages:
+        owner = records.python_metadata.get(package.path) if package.kind == "python" else None
+        if owner is not None:
+            package = replace(package, installed_by=f"conda package {owner.name} {owner.version} {owner.build or ''}".rstrip())
+        if package.kind != "conda":
+            python.append(package)
+    return tuple(python) + tuple(records.packages)
 
 
-def add_to_sbom(sbom: Path, records: list[Package], trivy_packages: tuple[Package, ...]) -> None:
+def add_to_sbom(sbom: Path, records: CondaRecords, trivy_packages: tuple[Package, ...]) -> None:
     """Put the records Trivy did not list into its CycloneDX SBOM, so that it names every package
     the gate judged."""
     listed = {package.path for package in trivy_packages if package.kind == "conda"}
-    missing = [record for record in records if record.path not in listed]
+    missing = [record for record in records.packages if record.path not in listed]
     if not missing:
         return
     document = json.loads(sbom.read_bytes())
