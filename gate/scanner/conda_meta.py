@@ -54,14 +54,15 @@ def conda_packages(image: Path) -> CondaRecords:
 def with_conda_records(trivy_packages: tuple[Package, ...], records: CondaRecords) -> tuple[Package, ...]:
     """Trivy's packages, its conda ones replaced by the records (a superset of them, with builds),
     and the Python ones a conda package installed marked with it."""
-    python = []
+    kept = []
     for package in trivy_packages:
-        owner = records.python_metadata.get(package.path) if package.kind == "python" else None
+        if package.kind == "conda":
+            continue
+        owner = records.python_metadata.get(package.path)
         if owner is not None:
             package = replace(package, installed_by=f"conda package {owner.name} {owner.version} {owner.build or ''}".rstrip())
-        if package.kind != "conda":
-            python.append(package)
-    return tuple(python) + tuple(records.packages)
+        kept.append(package)
+    return tuple(kept) + tuple(records.packages)
 
 
 def add_to_sbom(sbom: Path, records: CondaRecords, trivy_packages: tuple[Package, ...]) -> None:

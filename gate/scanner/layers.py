@@ -149,8 +149,11 @@ def _layers(image: Path, stack: contextlib.ExitStack) -> Iterator[tuple[str, IO[
 
 
 def _oci_layers(layout: Path, stack: contextlib.ExitStack) -> Iterator[tuple[str, IO[bytes]]]:
+    def blob(digest: str) -> Path:
+        return layout / "blobs" / digest.replace(":", "/", 1)
+
     def document(digest: str) -> dict:
-        return json.loads((layout / "blobs" / digest.replace(":", "/", 1)).read_bytes())
+        return json.loads(blob(digest).read_bytes())
 
     descriptor = json.loads((layout / "index.json").read_bytes())["manifests"][0]
     while "index" in descriptor.get("mediaType", "") or "list" in descriptor.get("mediaType", ""):  # multi-platform
@@ -162,7 +165,7 @@ def _oci_layers(layout: Path, stack: contextlib.ExitStack) -> Iterator[tuple[str
         if "zstd" in layer.get("mediaType", ""):
             raise GateError(f"layer {diff_id} of {layout} is zstd-compressed, which the gate cannot read: export the image "
                             "with gzip layers (or `docker save` it)")
-        yield diff_id, _decompressed(open(layout / "blobs" / layer["digest"].replace(":", "/", 1), "rb"), stack)
+        yield diff_id, _decompressed(open(blob(layer["digest"]), "rb"), stack)
 
 
 def _decompressed(stream: IO[bytes], stack: contextlib.ExitStack) -> IO[bytes]:
