@@ -16,7 +16,7 @@ from gate.interface import BaseImage, Finding, GateContext, GateError, ImageFact
 from gate.images import ImageSource, from_engine
 from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
 from gate.record import AuditSink, actor_of, ci_identity, decision_body, findings_text
-from gate.registry import RegistryClient
+from gate.registry import BaseImageReader, RegistryClient
 from gate.scanner.conda_meta import add_to_sbom, conda_packages, with_conda_records
 from gate.scanner.process import TrivyRun
 from gate.scanner.trivy import Trivy
@@ -27,24 +27,25 @@ if TYPE_CHECKING:
     from mirror.policy import Allowlist
 
 
-def allowed_bases(allowlist: Allowlist, env: str, registry: RegistryClient) -> tuple[BaseImage, ...] | None:
-    """The environment's allowed base images with their layers, read from their upstream registries;
-    None when there is no containers.yaml (the check is then not configured)."""
+def allowed_bases(allowlist: Allowlist, reader: BaseImageReader) -> tuple[BaseImage, ...] | None:
+    """The environment's allowed base images with their layers, read from their upstream registries
+    (or through Airlock); None when there is no containers.yaml (the check is then not configured)."""
     from mirror.policy import Ecosystem
     from mirror.policy.containers import allowed_references
 
     if Ecosystem.CONTAINERS not in allowlist.policy.files:
         return None
     bases = []
-    for ref in allowed_references(allowlist, env, registry.tags):
-        digest, diff_ids = registry.diff_ids(ref.upstream.url, ref.repository, ref.reference)
+    for ref in allowed_references(allowlist, reader.env, reader.tags):
+        digest, diff_ids = reader.diff_ids(ref.upstream, ref.repository, ref.reference)
         shown = f"{ref.image}@{ref.reference}" if ref.reference.startswith("sha256:") else f"{ref.image}:{ref.reference}"
         bases.append(BaseImage(shown, digest, diff_ids, ref.rule))
     return tuple(bases)
 
 
 def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient) -> list[Finding]:
-    bases = allowed_bases(policy.allowlist, request.environment, registry)
+    reader = BaseImageReader(registry, request.environment, request.server.rstrip("/") if request.server else None, request.token)
+    bases = allowed_bases(policy.allowlist, reader)
     context = GateContext(request.environment, facts, policy.allowlist, policy.thresholds, policy.waivers, bases,
                           match_base(facts.diff_ids, bases) if bases else None)
     findings: list[Finding] = []

@@ -85,7 +85,7 @@ def load_gate_policy(allowlists: Path, waivers_file: Path | None, env: str, serv
         raise GateError(f"cannot read {waivers_file}: {exc}") from None
     grants: list[ExceptionGrant] = []
     if server is not None:
-        for ecosystem in (Ecosystem.PYPI, Ecosystem.CONDA):
+        for ecosystem in (Ecosystem.PYPI, Ecosystem.CONDA, Ecosystem.CONTAINERS):  # containers: approved base images
             if ecosystem in policy.files:
                 grants += server.grants(ecosystem, env)
     with collector_paused():

@@ -1,5 +1,9 @@
 """The few Docker Registry HTTP API v2 calls the gate makes: read a base image's layers, list tags,
-delete a failed image's manifest by digest."""
+delete a failed image's manifest by digest.
+
+Allowed base images are read from the upstream registry `containers.yaml` names or, with
+`--server`, through Airlock's `/v2/{env}/{upstream}/…` proxy (`BaseImageReader`): a CI runner in a
+locked-down network often reaches Airlock and nothing else."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from gate.interface import GateError
 
 if TYPE_CHECKING:
     import httpx
+
+    from mirror.policy.containers import RegistryUpstream
 
 MANIFEST_ACCEPT = ", ".join((
     "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -39,7 +45,7 @@ class RegistryClient:
             self._client = httpx.Client(timeout=60, follow_redirects=True)
         return self._client
 
-    def _get(self, url: str, **headers: str) -> httpx.Response:
+    def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
         import httpx
 
         try:
@@ -47,15 +53,15 @@ class RegistryClient:
         except httpx.HTTPError as exc:
             raise GateError(f"registry unreachable: GET {url} failed ({exc.__class__.__name__})") from None
         if response.status_code != 200:
-            raise GateError(f"registry answered HTTP {response.status_code} to GET {url}")
+            raise GateError(f"registry answered HTTP {response.status_code} to GET {url}{_reason(response)}")
         return response
 
-    def tags(self, base_url: str, repository: str) -> list[str]:
-        return list(self._get(f"{base_url}/v2/{repository}/tags/list").json().get("tags") or [])
+    def tags(self, base_url: str, repository: str, headers: dict[str, str] | None = None) -> list[str]:
+        return list(self._get(f"{base_url}/v2/{repository}/tags/list", headers).json().get("tags") or [])
 
-    def diff_ids(self, base_url: str, repository: str, reference: str) -> tuple[str, tuple[str, ...]]:
+    def diff_ids(self, base_url: str, repository: str, reference: str, headers: dict[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
         """(manifest digest, layer diff IDs) of an image; an index resolves to its linux/amd64 entry."""
-        response = self._get(f"{base_url}/v2/{repository}/manifests/{reference}", Accept=MANIFEST_ACCEPT)
+        response = self._get(f"{base_url}/v2/{repository}/manifests/{reference}", {**(headers or {}), "Accept": MANIFEST_ACCEPT})
         digest = response.headers.get("Docker-Content-Digest", reference)
         manifest = response.json()
         if manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
@@ -63,11 +69,11 @@ class RegistryClient:
                              if m.get("platform", {}).get("os") == "linux" and m.get("platform", {}).get("architecture") == "amd64"), None)
             if platform is None:
                 raise GateError(f"{base_url}/v2/{repository}:{reference} has no linux/amd64 image")
-            return digest, self.diff_ids(base_url, repository, platform["digest"])[1]
+            return digest, self.diff_ids(base_url, repository, platform["digest"], headers)[1]
         config_digest = (manifest.get("config") or {}).get("digest")
         if not config_digest:
             raise GateError(f"{base_url}/v2/{repository}:{reference}: manifest without a config")
-        config = json.loads(self._get(f"{base_url}/v2/{repository}/blobs/{config_digest}").content)
+        config = json.loads(self._get(f"{base_url}/v2/{repository}/blobs/{config_digest}", headers).content)
         return digest, tuple(config.get("rootfs", {}).get("diff_ids") or ())
 
     def digest(self, host: str, repository: str, reference: str) -> str | None:
@@ -97,3 +103,29 @@ class RegistryClient:
             raise GateError(f"registry refused to delete {host}/{repository}@{digest}: HTTP {response.status_code} "
                             "(enable deletes: storage.delete.enabled in the registry's config)")
         return digest
+
+
+class BaseImageReader:
+    """Reads allowed base images for one environment: from each upstream registry, or through the
+    Airlock server (`server_url`), which serves and lists only what that environment allows."""
+
+    def __init__(self, registry: RegistryClient, env: str, server_url: str | None = None, token: str | None = None) -> None:
+        self.registry, self.env, self.server_url = registry, env, server_url
+        self.headers = {"Authorization": f"Bearer {token}"} if server_url and token else {}
+
+    def _where(self, upstream: RegistryUpstream, repository: str) -> tuple[str, str]:
+        if self.server_url is None:
+            return upstream.url, repository
+        return self.server_url, f"{self.env}/{upstream.name}/{repository}"
+
+    def tags(self, upstream: RegistryUpstream, repository: str) -> list[str]:
+        return self.registry.tags(*self._where(upstream, repository), self.headers)
+
+    def diff_ids(self, upstream: RegistryUpstream, repository: str, reference: str) -> tuple[str, tuple[str, ...]]:
+        return self.registry.diff_ids(*self._where(upstream, repository), reference, self.headers)
+
+
+def _reason(response: httpx.Response) -> str:
+    """Airlock's own words for a refusal (its `X-Airlock-Reason`), when the registry is Airlock."""
+    reason = response.headers.get("x-airlock-reason")
+    return f": {reason}" if reason else ""

@@ -123,7 +123,8 @@ class Observability:
 
     async def _token_gate(self, scope: Scope, headers: dict[bytes, bytes]) -> Response | None:
         path = scope["path"]
-        permission = Permission.METRICS if path == "/metrics" else Permission.PACKAGES if path.startswith(OPEN_PREFIXES) else None
+        permission = (Permission.METRICS if path == "/metrics" else Permission.IMAGES if path.startswith("/v2/")
+                      else Permission.PACKAGES if path.startswith(OPEN_PREFIXES) else None)
         if not self.require_token or permission is None:
             return None
         presented = presented_token(headers)

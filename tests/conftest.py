@@ -74,6 +74,14 @@ def gate_world(tmp_path_factory, docker_engine):
     yield from make_gate_world(tmp_path_factory.mktemp("gate"), docker_engine)
 
 
+@pytest.fixture(scope="session")
+def base_images(gate_world):
+    """An allowed and another base image in the gate world's registry (tests/gate_world.py)."""
+    from tests.gate_world import make_base_images
+
+    return make_base_images(gate_world)
+
+
 SCHEMAS = Path(sys.prefix) / "share" / "airlock"
 
 

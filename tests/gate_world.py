@@ -60,6 +60,22 @@ def make_gate_world(tmp: Path, docker_engine):
     registry.stop()
 
 
+def make_base_images(world) -> dict:
+    """Base images in the world's registry: one allowed by containers.yaml (with a package of its
+    own), one not; and an allowlist folder with that containers.yaml."""
+    registry = world["registry"]
+    allowed = image(world, f"{registry.host}/base/minimal:1.0", packages=[("basepkg", "3.0")])
+    other = image(world, f"{registry.host}/other/base:1.0", files={"/etc/os-release": "NAME=other\n"})
+    for ref in (allowed, other):
+        world["engine"].docker("push", ref)
+    folder = world["tmp"] / "allowlists-with-bases"
+    folder.mkdir()
+    for name in ("pypi.yaml", "gate.yaml"):
+        (folder / name).write_text((world["allowlists"] / name).read_text())
+    (folder / "containers.yaml").write_text(CONTAINERS_YAML.format(url=registry.url))
+    return {"allowed": allowed, "other": other, "allowlists": folder, "upstream_url": registry.url}
+
+
 def gate(world, *args: str, allowlists: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [str(BIN / "airlock-gate"), "scan", *args, "--allowlists", str(allowlists or world["allowlists"]), "--db", str(world["db"])]
     environment = {**world["engine"].env, "AIRLOCK_DATA_DIR": str(world["data"]), **(env or {})}

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gate_world import CONTAINERS_YAML, PYPI_YAML, exists, gate, image, last_audit
+from tests.gate_world import PYPI_YAML, exists, gate, image, last_audit
 from tests.upstream.images import CLOUD_TOKENS, PRIVATE_KEY, oci_archive
 from tests.worlds import BIN
 
@@ -275,22 +275,6 @@ def test_failed_registry_image_is_deleted_from_the_registry(gate_world):
     assert httpx.head(f"{registry.url}/v2/team/model/manifests/{digest}", headers=accept).status_code == 404
     assert not exists(gate_world, ref)
     assert last_audit(gate_world)["details"]["digest"] == digest
-
-
-@pytest.fixture(scope="module")
-def base_images(gate_world):
-    """Base images in the local registry: one allowed by containers.yaml (with a package of its own), one not."""
-    registry = gate_world["registry"]
-    allowed = image(gate_world, f"{registry.host}/base/minimal:1.0", packages=[("basepkg", "3.0")])
-    other = image(gate_world, f"{registry.host}/other/base:1.0", files={"/etc/os-release": "NAME=other\n"})
-    for ref in (allowed, other):
-        gate_world["engine"].docker("push", ref)
-    folder = gate_world["tmp"] / "allowlists-with-bases"
-    folder.mkdir()
-    for name in ("pypi.yaml", "gate.yaml"):
-        (folder / name).write_text((gate_world["allowlists"] / name).read_text())
-    (folder / "containers.yaml").write_text(CONTAINERS_YAML.format(url=registry.url))
-    return {"allowed": allowed, "other": other, "allowlists": folder}
 
 
 def test_image_on_allowed_base_passes_and_base_packages_are_vetted_by_it(gate_world, base_images):

@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.worlds import fresh_venv, installed, pip, start_pypi_world
+from tests.worlds import fresh_venv, installed, mint_token, pip, start_pypi_world
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -64,14 +64,7 @@ def locked_world(tmp_path_factory):
 
 
 def token(world, role):
-    from mirror.auth.tokens import create_token
-    from mirror.store.db import Database
-
-    database = Database(f"sqlite:///{world.airlock.workdir / 'data' / 'airlock.db'}")
-    with database.transaction() as session:
-        value = create_token(session, f"{role}-user", role, ["churn-model"], None)[0]
-    database.dispose()
-    return value
+    return mint_token(f"sqlite:///{world.airlock.workdir / 'data' / 'airlock.db'}", role)
 
 
 def test_require_token_guards_package_routes_and_metrics(locked_world, tmp_path):

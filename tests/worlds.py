@@ -142,13 +142,7 @@ class ApiWorld:
     def token(self, role: str, user: str | None = None, projects: tuple[str, ...] = ("churn-model",)) -> str:
         key = f"{role}:{user}:{','.join(projects)}"
         if key not in self.tokens:
-            from mirror.auth.tokens import create_token
-            from mirror.store.db import Database
-
-            database = Database(self.database_url)
-            with database.transaction() as session:
-                self.tokens[key] = create_token(session, user or f"{role}-user", role, list(projects), None, actor="test")[0]
-            database.dispose()
+            self.tokens[key] = mint_token(self.database_url, role, user, projects)
         return self.tokens[key]
 
     def call(self, method: str, path: str, token: str | None, body: dict | None = None) -> httpx.Response:
@@ -160,6 +154,18 @@ class ApiWorld:
         self.receiver.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def mint_token(database_url: str, role: str, user: str | None = None, projects: tuple[str, ...] = ("churn-model",)) -> str:
+    """A token as `airlock token create` issues it, written straight into the service's database."""
+    from mirror.auth.tokens import create_token
+    from mirror.store.db import Database
+
+    database = Database(database_url)
+    with database.transaction() as session:
+        value = create_token(session, user or f"{role}-user", role, list(projects), None, actor="test")[0]
+    database.dispose()
+    return value
 
 
 def start_api_world(tmp: Path, backend: str) -> ApiWorld:

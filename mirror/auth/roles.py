@@ -18,6 +18,7 @@ class Permission(str, enum.Enum):
     MANAGE_TOKENS = "manage tokens"
     METRICS = "read metrics"
     PACKAGES = "use package routes"
+    IMAGES = "pull base images"
 
 
 class Scope(enum.Enum):
@@ -76,8 +77,11 @@ MACHINE_ROLES = frozenset({"cicd-process", "monitoring-process", "workspace"})
 
 def may_use_open_route(principal: Principal, permission: Permission) -> bool:
     """Package routes and /metrics when AIRLOCK_REQUIRE_TOKEN=true: `workspace` and every human
-    role may install (a data scientist's own token works for pip); /metrics is for
-    `monitoring-process` and `platform-support`."""
-    if permission is Permission.PACKAGES:
+    role may install (a data scientist's own token works for pip); `cicd-process` may also pull
+    base images (`/v2`: the pipeline builds on them, and the gate reads their layers through
+    Airlock with `--server`); /metrics is for `monitoring-process` and `platform-support`."""
+    if permission is Permission.IMAGES and principal.role == "cicd-process":
+        return True
+    if permission in (Permission.PACKAGES, Permission.IMAGES):
         return principal.role == "workspace" or principal.role not in MACHINE_ROLES
     return principal.role in ("monitoring-process", "platform-support")

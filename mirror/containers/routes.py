@@ -4,7 +4,8 @@ A manifest asked for by tag is served only if the tag is allowed; Airlock then r
 digests that tag resolved to (the manifest, the manifests of a list, their layers and config),
 because docker goes on by digest. A digest is served if it is pinned in the allowlist or was
 reached from a tag that is allowed *now* — so an allowlist change or a revoked exception takes
-effect on the next request. Pushes and every other route are refused.
+effect on the next request. A tag list shows the allowed tags only. Pushes and every other route
+are refused.
 """
 
 from __future__ import annotations
@@ -152,9 +153,42 @@ async def blob(name: str, digest: str, request: Request) -> Response:
     return StreamingResponse(response.aiter_raw(), headers={**headers, **API_HEADER}, background=BackgroundTask(response.aclose))
 
 
+@router.get("/v2/{name:path}/tags/list", include_in_schema=False)
+async def tags(name: str, request: Request) -> Response:
+    """The upstream's tags that the environment allows now (what the gate enumerates allowed bases
+    by, with `--server`); the rest are not listed, as `/pypi` pages list no blocked release."""
+    parsed = _parse(request, name)
+    if isinstance(parsed, Response):
+        return parsed
+    env, upstream, repository, image, allowlist, _ = parsed
+    response = await _forward(request, upstream, f"/v2/{repository}/tags/list", {})
+    if isinstance(response, Response):
+        return response
+    body = await response.aread()
+    await response.aclose()
+    if response.status_code == 404 and await _upstream_answers(request, allowlist, upstream):
+        return registry_refusal(404, "NAME_UNKNOWN", f"Airlock: the upstream registry {upstream} has no repository {repository}", route="v2")
+    listed = _tag_list(body) if response.status_code == 200 else None
+    if listed is None:
+        UPSTREAM_ERRORS.labels(f"registry-{upstream}").inc()
+        return registry_refusal(503, "UNAVAILABLE", f"Airlock: the upstream registry {upstream} did not list the tags of {image} "
+                                f"(HTTP {response.status_code}); try again when it answers", route="v2")
+    allowed = [tag for tag in listed if allowlist.decide(Ecosystem.CONTAINERS, env, image, tag).allowed]
+    return Response(json.dumps({"name": name, "tags": allowed}), media_type="application/json", headers=API_HEADER)
+
+
 @router.api_route("/v2/{path:path}", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def refuse_writes(path: str) -> Response:
     return registry_refusal(403, "DENIED", "Airlock: pushes and deletes are refused: Airlock only serves allowlisted base images", route="v2")
+
+
+def _tag_list(body: bytes) -> list[str] | None:
+    """`{"name": …, "tags": [...]}` as the Registry API lists them (`tags` may be null); None if not."""
+    try:
+        listed = json.loads(body).get("tags") or []
+    except (ValueError, AttributeError):
+        return None
+    return listed if isinstance(listed, list) and all(isinstance(tag, str) for tag in listed) else None
 
 
 async def _upstream_answers(request: Request, allowlist: Allowlist, upstream: str) -> bool:

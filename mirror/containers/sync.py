@@ -37,7 +37,7 @@ def sync_images(allowlist: Allowlist, service_url: str, client: httpx.Client, en
         return report
     references = []
     for env in environments or list(policy_file.environments):
-        references += [(env, ref.image, ref.reference) for ref in allowed_references(allowlist, env, lambda url, repo: _upstream_tags(client, url, repo, report))]
+        references += [(env, ref.image, ref.reference) for ref in allowed_references(allowlist, env, lambda upstream, repo: _upstream_tags(client, upstream.url, repo, report))]
     progress = Progress(len(references), 0, "containers sync", unit="images")
     for env, image, reference in references:
         base = f"{service_url}/v2/{env}/{image}"

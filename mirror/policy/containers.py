@@ -155,9 +155,9 @@ class AllowedReference(NamedTuple):
     """FILE:LINE or exception id."""
 
 
-def allowed_references(allowlist: "Allowlist", env: str, list_tags: Callable[[str, str], list[str]]) -> list[AllowedReference]:
+def allowed_references(allowlist: "Allowlist", env: str, list_tags: Callable[[RegistryUpstream, str], list[str]]) -> list[AllowedReference]:
     """Every concrete image reference the environment allows: pinned digests, and the tags an
-    upstream lists (`list_tags(upstream_url, repository)`, which may raise) that a tag glob admits.
+    upstream lists (`list_tags(upstream, repository)`, which may raise) that a tag glob admits.
     Pure given `list_tags`: the sync and the gate's base-image check both enumerate through here."""
     policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
     if policy_file is None:
@@ -171,7 +171,7 @@ def allowed_references(allowlist: "Allowlist", env: str, list_tags: Callable[[st
         upstream = upstreams.get(upstream_name)
         if upstream is None:
             continue
-        tags = list_tags(upstream.url, repository) if rule.matcher.tags else []
+        tags = list_tags(upstream, repository) if rule.matcher.tags else []
         found += [AllowedReference(rule.name, upstream, repository, tag, str(rule.origin))
                   for tag in tags if any(fnmatchcase(tag, glob) for glob in rule.matcher.tags)]
         found += [AllowedReference(rule.name, upstream, repository, digest, str(rule.origin)) for digest in sorted(rule.matcher.digests)]
