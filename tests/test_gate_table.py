@@ -1,9 +1,15 @@
 """The gate's terminal report: every blocking finding, every non-vulnerability warning, and the
-most severe vulnerabilities below the threshold; the rest counted, not listed."""
+most severe vulnerabilities below the threshold; the rest counted, not listed. And the SARIF report's
+limit."""
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
+
 from gate.interface import Finding, Level, Outcome, Verdict
+from gate.report.sarif import MAX_RESULTS, to_sarif
 from gate.report.table import SHOWN_BELOW_THRESHOLD, to_table
 
 
@@ -29,7 +35,7 @@ def test_a_long_warning_list_keeps_blocking_findings_and_secrets_in_sight():
     listed = [n for n in range(60) if f"CVE-2026-{n:05d} in pkg{n} 1.0" in text]
     assert listed == list(range(SHOWN_BELOW_THRESHOLD))
     assert (f"... and {60 - SHOWN_BELOW_THRESHOLD} more vulnerabilities below the threshold (LOW {60 - SHOWN_BELOW_THRESHOLD}): "
-            "every finding is in the JSON and SARIF reports") in text
+            "every finding is in the JSON report (--format json, --report FILE.json) and in the audit record") in text
     assert text.rstrip().endswith("Audit record: #12")
 
 
@@ -38,3 +44,16 @@ def test_a_short_warning_list_is_listed_whole():
     text = to_table(Verdict(Outcome.PASS, "app:1", "prod", "sha256:abc", findings))
     assert all(f"CVE-2026-{n:05d} in pkg{n} 1.0" in text for n in range(SHOWN_BELOW_THRESHOLD))
     assert "more vulnerabilities below the threshold" not in text
+
+
+def test_sarif_keeps_blocking_findings_within_githubs_result_limit(sarif_schema):
+    """GitHub code scanning rejects a run of more than 25,000 results: the least severe are left out, and said so."""
+    warnings = [_vulnerability(n, Level.WARN, "LOW") for n in range(MAX_RESULTS + 10)]
+    findings = (*warnings, _vulnerability(99_999, Level.FAIL, "CRITICAL"))
+    document = json.loads(to_sarif(Verdict(Outcome.FAIL, "app:1", "prod", "sha256:abc", findings)))
+    jsonschema.validate(document, sarif_schema)
+    [run] = document["runs"]
+    assert len(run["results"]) == MAX_RESULTS
+    assert run["results"][0]["level"] == "error" and run["results"][0]["properties"]["id"] == "CVE-2026-99999"
+    [note] = run["invocations"][0]["toolExecutionNotifications"]
+    assert note["level"] == "warning" and note["message"]["text"].startswith(f"11 of {MAX_RESULTS + 11} findings (the least severe) are not in this file")

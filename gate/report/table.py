@@ -53,4 +53,4 @@ def _not_listed(hidden: list[Finding]) -> str:
     ranked = sorted(by_severity.items(), key=lambda item: -SEVERITY_ORDER.index(item[0]) if item[0] in SEVERITY_ORDER else 0)
     counts = ", ".join(f"{severity} {n}" for severity, n in ranked)
     return (f"... and {len(hidden)} more vulnerabilities below the threshold ({counts}): every finding is in "
-            "the JSON and SARIF reports (--format json, --report FILE) and in the audit record")
+            "the JSON report (--format json, --report FILE.json) and in the audit record")
