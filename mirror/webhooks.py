@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import threading
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +27,7 @@ from mirror.store.models import WebhookDelivery
 log = logging.getLogger("airlock.webhooks")
 MAX_ATTEMPTS = 12
 SIGNATURE_HEADER = "X-Airlock-Signature"
+SHOWN_BLOCKING = 50
 
 
 def enqueue(session: Session, urls: list[str], event: str, payload: dict[str, Any]) -> None:
@@ -35,6 +37,25 @@ def enqueue(session: Session, urls: list[str], event: str, payload: dict[str, An
     body = json.dumps({"event": event, "at": now.isoformat(), "data": payload}, sort_keys=True, default=str)
     session.connection().execute(WebhookDelivery.__table__.insert(), [
         {"url": url, "event": event, "body": body, "attempts": 0, "next_attempt_at": now} for url in urls])
+
+
+def gate_decision_event(decision: dict[str, Any], audit_id: int) -> dict[str, Any]:
+    """What a `gate.decision` webhook carries: the decision without its full list of findings (an
+    ML image has thousands, megabytes that chat relays and ticket systems refuse), but with every
+    blocking one (up to SHOWN_BLOCKING), a count per check and level, a one-line `text`, and the
+    audit record that holds them all."""
+    findings = decision.get("findings") or []
+    blocking = [finding for finding in findings if finding.get("level") == "fail"]
+    summary = Counter(f"{finding.get('check')}.{finding.get('level')}" for finding in findings)
+    by_check = Counter(str(finding.get("check")) for finding in blocking)
+    headline = f"{str(decision['decision']).upper()}: {decision['image']} for {decision['environment']}"
+    if blocking:
+        headline += f": {len(blocking)} blocking finding(s) ({', '.join(f'{check} {n}' for check, n in sorted(by_check.items()))})"
+    if decision.get("cause"):
+        headline += f": {decision['cause']}"
+    return {**{key: value for key, value in decision.items() if key != "findings"}, "summary": dict(sorted(summary.items())),
+            "blocking": blocking[:SHOWN_BLOCKING], "blocking_total": len(blocking), "audit_id": audit_id,
+            "text": f"{headline}; audit record #{audit_id}"}
 
 
 def sign(secret: str, body: bytes) -> str:

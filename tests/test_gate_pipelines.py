@@ -39,7 +39,12 @@ def test_gate_with_server_uses_exceptions_and_reports_the_decision(gate_world, a
     deadline = time.monotonic() + 10
     while not [e for e in api_world.receiver.events("gate.decision") if e.event["data"]["image"] == str(archive)] and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [e for e in api_world.receiver.events("gate.decision") if e.event["data"]["image"] == str(archive)]
+    [event] = [e.event["data"] for e in api_world.receiver.events("gate.decision") if e.event["data"]["image"] == str(archive)]
+    # A notification, not the record: the blocking findings and counts, not every finding (the audit record has those).
+    assert "findings" not in event and event["audit_id"] == trail[-1]["seq"]
+    assert event["blocking_total"] == 1 and event["blocking"][0]["package"] == "omicron"
+    assert event["summary"]["provenance.fail"] == 1 and event["summary"]["base-image.warn"] == 1
+    assert event["text"] == f"FAIL: {archive} for prod: 1 blocking finding(s) (provenance 1); audit record #{trail[-1]['seq']}"
 
     request = api_world.call("POST", "/api/v1/exceptions", api_world.token("data-scientist", "dana"), {
         "ecosystem": "pypi", "package": "omicron", "versions": ">=1.0,<2", "environments": ["prod"], "project": "churn-model",

@@ -17,7 +17,7 @@ from mirror.exceptions.service import ApiError, field_error
 from mirror.policy import Ecosystem, UnknownEnvironment
 from mirror.store.models import AuditRecord, ExceptionRequest
 from mirror.observability import GATE_OUTCOMES
-from mirror.webhooks import enqueue
+from mirror.webhooks import enqueue, gate_decision_event
 
 router = APIRouter(prefix="/api/v1")
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
@@ -81,9 +81,10 @@ def audit(
 def gate_decision(body: GateDecisionIn, principal: PrincipalDep, service: ServiceDep, request: Request) -> dict[str, int]:
     service.require(principal, Permission.POST_GATE, None, "gate.decision", body.image)
     GATE_OUTCOMES.labels(body.decision).inc()
+    decision = body.model_dump(mode="json")
     with service.db.transaction() as session:
-        record = append(session, principal.user, "gate.decision", body.image, body.model_dump(mode="json"))
-        enqueue(session, request.app.state.webhook_urls, "gate.decision", body.model_dump(mode="json"))
+        record = append(session, principal.user, "gate.decision", body.image, decision)
+        enqueue(session, request.app.state.webhook_urls, "gate.decision", gate_decision_event(decision, record.seq))
     return {"audit_id": record.seq}
 
 
