@@ -145,6 +145,25 @@ def test_oversized_bodies_are_refused(api_world):
     assert oversized.status_code == 413 and oversized.json()["detail"] == f"request body over {64 * 2**20} bytes"
 
 
+def test_audit_pages_stay_bounded_when_gate_decisions_are_large(api_world):
+    """An ML image's decision carries thousands of findings (megabytes): a page of the audit log stops
+    at ~16 MiB of details and links to the next, so 200 such records never load at once."""
+    pipeline, governance = api_world.token("cicd-process", "pipeline"), api_world.token("data-governance", "gina")
+    findings = [{"check": "vulnerabilities", "level": "warn", "reason": "below the threshold " * 25, "n": n} for n in range(12_000)]
+    subject = "registry.local/bulky:1"
+    for _ in range(3):  # ~6.5 MB each
+        decision = {"image": subject, "environment": "prod", "decision": "pass", "findings": findings}
+        assert api_world.call("POST", "/api/v1/gate/decisions", pipeline, decision).status_code == 201
+    url, pages = f"{api_world.url}/api/v1/audit?action=gate.decision&subject={subject}", []
+    while url:
+        page = httpx.get(url, headers={"Authorization": f"Bearer {governance}"}, timeout=60)
+        assert page.status_code == 200, page.text
+        pages.append([record["seq"] for record in page.json()])
+        url = page.links.get("next", {}).get("url")
+    assert [len(seqs) for seqs in pages] == [2, 1]
+    assert pages[0][-1] < pages[1][0] and all(len(r["details"]["findings"]) == 12_000 for r in page.json())
+
+
 def test_preprod_self_service_approves_clean_requests_only(api_world):
     alice = api_world.token("data-scientist", "alice")
     clean = ask(api_world, alice, package="omicron", environments=["preprod"], justification="trying omicron in preprod for the churn pipeline")

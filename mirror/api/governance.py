@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import select
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy import Text, cast, func, select
 
 from mirror.audit.log import append, as_dict
 from mirror.auth.deps import PrincipalDep, ServiceDep
@@ -21,6 +21,8 @@ from mirror.webhooks import enqueue, gate_decision_event
 
 router = APIRouter(prefix="/api/v1")
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+AUDIT_PAGE_BYTES = 16 * 2**20
+"""Details per `/api/v1/audit` page: 200 gate decisions of an ML image would be gigabytes in memory."""
 
 
 @router.get("/allowlists/{ecosystem}/{env}", response_model=AllowlistOut, responses=ERRORS, tags=["allowlists"],
@@ -58,23 +60,44 @@ def audit(
     until: datetime | None = None,
     after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    *, request: Request, response: Response,
 ) -> list[AuditOut]:
+    """A page is at most `limit` records and about AUDIT_PAGE_BYTES of details (a gate decision
+    carries every finding: megabytes each); when more may follow, `Link: <…&after_seq=N>; rel="next"`."""
     scope = principal.scope(Permission.READ_AUDIT)
     if scope is None or (scope.name == "OWN" and project is not None and project not in principal.projects):
         raise service.deny(principal, "audit.read", "audit", f"role {principal.role} may not read the audit log" +
                            (" of that project" if scope else ""), project)
-    query = select(AuditRecord).where(AuditRecord.seq > after_seq).order_by(AuditRecord.seq).limit(limit)
+    conditions = [AuditRecord.seq > after_seq]
     if scope.name == "OWN":
-        query = query.where(AuditRecord.project.in_(sorted(principal.projects)))
+        conditions.append(AuditRecord.project.in_(sorted(principal.projects)))
     for column, value in ((AuditRecord.action, action), (AuditRecord.actor, actor), (AuditRecord.subject, subject), (AuditRecord.project, project)):
         if value is not None:
-            query = query.where(column == value)
+            conditions.append(column == value)
     if since is not None:
-        query = query.where(AuditRecord.at >= since)
+        conditions.append(AuditRecord.at >= since)
     if until is not None:
-        query = query.where(AuditRecord.at < until)
+        conditions.append(AuditRecord.at < until)
     with service.db.reading() as session:
-        return [AuditOut(**as_dict(record)) for record in session.execute(query).scalars()]
+        sizes = session.execute(select(AuditRecord.seq, func.length(cast(AuditRecord.details, Text))).where(*conditions)
+                                .order_by(AuditRecord.seq).limit(limit)).all()
+        last = _page_end(sizes)
+        records = session.execute(select(AuditRecord).where(*conditions, AuditRecord.seq <= last).order_by(AuditRecord.seq)).scalars() if sizes else []
+        page = [AuditOut(**as_dict(record)) for record in records]
+    if page and (len(page) < len(sizes) or len(sizes) == limit):
+        response.headers["Link"] = f'<{request.url.include_query_params(after_seq=page[-1].seq)}>; rel="next"'
+    return page
+
+
+def _page_end(sizes: list[tuple[int, int | None]]) -> int:
+    """The last sequence number of a page: records while their details fit AUDIT_PAGE_BYTES (one at least)."""
+    total, last = 0, sizes[0][0] if sizes else 0
+    for seq, size in sizes:
+        total += size or 0
+        if total > AUDIT_PAGE_BYTES and seq != sizes[0][0]:
+            break
+        last = seq
+    return last
 
 
 @router.post("/gate/decisions", status_code=201, responses=ERRORS, tags=["gate"], summary="The gate reports a decision")

@@ -98,6 +98,7 @@ def as_dict(record: AuditRecord) -> dict[str, Any]:
 
 
 def export_lines(session: Session) -> Iterator[str]:
-    for record in session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)).scalars():
+    # A few records at a time: a gate decision's details run to megabytes.
+    for record in session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=20)).scalars():
         # ASCII-escaped: a user's U+2028 or \x1c must not split a JSON Lines record in two.
         yield json.dumps(as_dict(record), sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
