@@ -6,7 +6,8 @@
 #
 # Environment: AIRLOCK_REPORT_DIR (default ./airlock-report) receives gate.sarif, gate.json and the
 # CycloneDX SBOM gate.cdx.json; AIRLOCK_SERVER + AIRLOCK_TOKEN (cicd-process) make the gate use
-# approved exceptions and report to the server; AIRLOCK_GATE_DB / AIRLOCK_ALLOWLISTS / AIRLOCK_TRIVY
+# approved exceptions, read allowed base images through Airlock (a runner that reaches nothing else
+# still checks its base) and report to the server; AIRLOCK_GATE_DB / AIRLOCK_ALLOWLISTS / AIRLOCK_TRIVY
 # as in the README; AIRLOCK_GATE="airlock-gate" (the command). Exit: 0 deployed; 1 blocked by the
 # gate (image discarded); 2 the gate could not decide (not deployed); 3 bad usage or build failure.
 set -uo pipefail
