@@ -8,6 +8,8 @@ locked-down network often reaches Airlock and nothing else."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from gate.interface import GateError
@@ -119,10 +121,23 @@ class BaseImageReader:
         return self.server_url, f"{self.env}/{upstream.name}/{repository}"
 
     def tags(self, upstream: RegistryUpstream, repository: str) -> list[str]:
-        return self.registry.tags(*self._where(upstream, repository), self.headers)
+        with self._explained():
+            return self.registry.tags(*self._where(upstream, repository), self.headers)
 
     def diff_ids(self, upstream: RegistryUpstream, repository: str, reference: str) -> tuple[str, tuple[str, ...]]:
-        return self.registry.diff_ids(*self._where(upstream, repository), reference, self.headers)
+        with self._explained():
+            return self.registry.diff_ids(*self._where(upstream, repository), reference, self.headers)
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Through Airlock, say so: its refusal (an upstream or environment its own containers.yaml
+        does not have) is about the server's allowlists, not the registry."""
+        try:
+            yield
+        except GateError as exc:
+            if self.server_url is None:
+                raise
+            raise GateError(f"reading the allowed base images through Airlock (--server): {exc}") from None
 
 
 def _reason(response: httpx.Response) -> str:

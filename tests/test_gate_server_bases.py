@@ -83,3 +83,13 @@ def test_airlock_lists_only_the_tags_an_environment_allows(gate_world, base_imag
     assert httpx.get(f"{airlock['url']}/v2/prod/local/base/minimal/tags/list").status_code == 401
     unknown = httpx.get(f"{airlock['url']}/v2/staging/local/base/minimal/tags/list", headers=bearer)
     assert unknown.status_code == 404 and "unknown environment 'staging'" in unknown.json()["errors"][0]["message"]
+
+
+def test_an_upstream_the_server_does_not_have_cannot_be_decided(gate_world, base_images, airlock, cut_off):
+    containers = cut_off / "containers.yaml"
+    containers.write_text(containers.read_text().replace("  local:", "  elsewhere:").replace("image: local/", "image: elsewhere/"))
+    ref = image(gate_world, "app/base-via-airlock:1", packages=[("goodlib", "2.1.0")], base=base_images["allowed"])
+    result = through_airlock(gate_world, airlock, ref, cut_off)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "reading the allowed base images through Airlock (--server): registry answered HTTP 404" in result.stderr
+    assert "unknown upstream 'elsewhere'; configured in allowlists/containers.yaml: local" in result.stderr
