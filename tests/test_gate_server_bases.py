@@ -93,3 +93,18 @@ def test_an_upstream_the_server_does_not_have_cannot_be_decided(gate_world, base
     assert result.returncode == 2, result.stdout + result.stderr
     assert "reading the allowed base images through Airlock (--server): registry answered HTTP 404" in result.stderr
     assert "unknown upstream 'elsewhere'; configured in allowlists/containers.yaml: local" in result.stderr
+
+
+def test_a_pipeline_logs_in_with_its_cicd_token_and_pulls_its_base(gate_world, airlock):
+    """AIRLOCK_REQUIRE_TOKEN=true: the pipeline's docker build pulls its base through Airlock with the same token."""
+    engine, host = gate_world["engine"], airlock["url"].removeprefix("http://")
+    reference = f"{host}/prod/local/base/minimal:1.0"
+    refused = engine.docker("pull", reference, check=False)
+    assert refused.returncode != 0 and "no basic auth credentials" in refused.stderr
+    engine.docker("login", host, "--username", "pipeline", "--password", airlock["cicd"])
+    try:
+        pulled = engine.docker("pull", reference, check=False)
+        assert pulled.returncode == 0, pulled.stderr
+    finally:
+        engine.docker("logout", host, check=False)
+        engine.docker("rmi", reference, check=False)
