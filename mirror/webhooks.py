@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mirror.store.db import Database
-from mirror.store.models import WebhookDelivery
+from mirror.store.models import AuditHead, WebhookDelivery
 
 log = logging.getLogger("airlock.webhooks")
 MAX_ATTEMPTS = 12
@@ -31,10 +31,14 @@ SHOWN_BLOCKING = 50
 
 
 def enqueue(session: Session, urls: list[str], event: str, payload: dict[str, Any]) -> None:
+    """Every event follows its audit record in the same transaction; `audit` carries the chain's head
+    then (`seq`, `hash`), so receivers hold anchors for `airlock audit verify --anchor` outside Airlock."""
     if not urls:
         return
     now = datetime.now(timezone.utc)
-    body = json.dumps({"event": event, "at": now.isoformat(), "data": payload}, sort_keys=True, default=str)
+    seq, digest = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+    body = json.dumps({"event": event, "at": now.isoformat(), "data": payload, "audit": {"seq": seq, "hash": digest}},
+                      sort_keys=True, default=str)
     session.connection().execute(WebhookDelivery.__table__.insert(), [
         {"url": url, "event": event, "body": body, "attempts": 0, "next_attempt_at": now} for url in urls])
 

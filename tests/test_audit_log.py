@@ -21,10 +21,21 @@ from mirror.store.db import Database
 from mirror.store.models import AuditRecord, ExceptionRequest
 
 
-def verify(url: str) -> tuple[int, str]:
-    result = subprocess.run([sys.executable, "-m", "mirror", "audit", "verify"], capture_output=True, text=True,
-                            env={"AIRLOCK_DATABASE_URL": url, "PATH": "/usr/bin:/bin"})
-    return result.returncode, (result.stdout + result.stderr).strip()
+def audit_verify(url: str, *anchors: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "mirror", "audit", "verify", *(f"--anchor={anchor}" for anchor in anchors)]
+    return subprocess.run(command, capture_output=True, text=True, env={"AIRLOCK_DATABASE_URL": url, "PATH": "/usr/bin:/bin"})
+
+
+def verify(url: str, *anchors: str) -> tuple[int, str]:
+    """Exit code and the verdict line (the first line of output)."""
+    result = audit_verify(url, *anchors)
+    return result.returncode, (result.stdout + result.stderr).strip().splitlines()[0]
+
+
+def anchor_of(url: str) -> str:
+    """The anchor an intact log's verify prints: `anchor: SEQ:HASH (…)`."""
+    [line] = [line for line in audit_verify(url).stdout.splitlines() if line.startswith("anchor: ")]
+    return line.split()[1]
 
 
 @pytest.fixture
@@ -84,6 +95,40 @@ def test_tampering_is_named(chain, tamper, message):
     for statement in tamper.split("; "):
         raw(database, statement)
     assert verify(url) == (1, message)
+
+
+def _rewrite_from(database: Database, first: int, actor: str, last: int | None = None) -> None:
+    """What someone who can write the database can do: change record `first` and re-chain every
+    record after it (and the head), optionally cutting the log after `last`."""
+    with database.transaction() as session:
+        records = session.execute(select(AuditRecord).order_by(AuditRecord.seq)).scalars().all()
+        prev = records[first - 2].hash if first > 1 else "0" * 64
+        for record in records[first - 1:]:
+            if last is not None and record.seq > last:
+                session.delete(record)
+                continue
+            if record.seq == first:
+                record.actor = actor
+            record.prev_hash = prev
+            record.hash = prev = record_hash(prev, record.seq, record.at, record.actor, record.action, record.subject, record.project, record.details)
+        session.flush()
+        session.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1"), {"seq": last or records[-1].seq, "hash": prev})
+
+
+def test_an_anchor_kept_outside_catches_a_rewritten_or_cut_log(chain, tmp_path):
+    url, database = chain
+    assert verify(url, anchor := anchor_of(url)) == (0, "audit log intact: 5 records, hash chain verified, 1 anchor(s) matched")
+    assert anchor.startswith("5:")
+    _rewrite_from(database, 3, "mallory")
+    # A re-chained log is consistent: only the anchor shows that record 5 is no longer the one written.
+    assert verify(url) == (0, "audit log intact: 5 records, hash chain verified")
+    code, message = verify(url, anchor)
+    assert code == 1 and message.startswith("audit log TAMPERED at record 5: record 5 is not the one anchored")
+    _rewrite_from(database, 3, "user3", last=4)
+    assert verify(url, anchor) == (1, "audit log TAMPERED at record 5: the log ends at record 4, but record 5 was anchored: "
+                                      "the newest records were deleted")
+    bad = audit_verify(url, "5:abc")
+    assert bad.returncode == 2 and "'5:abc' is not SEQ:HASH" in bad.stderr
 
 
 def test_sigkill_during_decisions_loses_nothing_committed(tmp_path):

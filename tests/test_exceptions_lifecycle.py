@@ -231,6 +231,13 @@ def test_webhooks_are_signed_and_retried_without_blocking_decisions(api_world):
     assert created.headers["X-Airlock-Signature"] == expected
     assert created.headers["X-Airlock-Event"] == "exception.created"
     assert json.loads(created.body)["data"]["status"] == "pending"
+    # The event carries the audit chain's head after its record: an anchor held outside Airlock.
+    [requested] = api_world.call("GET", f"/api/v1/audit?action=exception.requested&subject=exception {request_id}",
+                                 api_world.token("data-governance", "gina")).json()
+    assert json.loads(created.body)["audit"] == {"seq": requested["seq"], "hash": requested["hash"]}
+    anchored = subprocess.run([sys.executable, "-m", "mirror", "audit", "verify", "--anchor", f"{requested['seq']}:{requested['hash']}"],
+                              capture_output=True, text=True, env={"AIRLOCK_DATABASE_URL": api_world.database_url, "PATH": "/usr/bin:/bin"})
+    assert anchored.returncode == 0 and "1 anchor(s) matched" in anchored.stdout, anchored.stdout + anchored.stderr
 
 
 def test_audit_verify_and_export_from_the_cli(api_world):

@@ -52,12 +52,22 @@ class Verification:
     first_bad: int | None = None
     """Sequence number of the first record that does not fit (or the position where one is missing)."""
     problem: str = ""
+    head: tuple[int, str] | None = None
+    """(seq, hash) of the newest record of an intact log: what to keep as an anchor."""
 
 
-def verify(records: Iterable[AuditRecord], head_seq: int, head_hash: str) -> Verification:
+def verify(records: Iterable[AuditRecord], head_seq: int, head_hash: str, anchors: dict[int, str] | None = None) -> Verification:
+    """The chain alone proves the log consistent, not unchanged: whoever can write the database can
+    rewrite it from some record on (recomputing every hash and the head) or cut its end. `anchors`
+    (`{seq: hash}` kept outside Airlock: from an earlier verify, or a webhook's `audit`) pin records
+    that must still be there, unchanged."""
+    anchors = anchors or {}
     expected_seq, prev, count = 1, GENESIS, 0
     for record in records:
         count += 1
+        if record.seq in anchors and record.hash != anchors[record.seq]:
+            return Verification(False, count, record.seq, f"record {record.seq} is not the one anchored (hash {record.hash[:16]}…, "
+                                f"anchored {anchors[record.seq][:16]}…): the log was rewritten at or before it")
         if record.seq != expected_seq:
             return Verification(False, count, expected_seq,
                                 f"record {expected_seq} is missing (found {record.seq} in its place): records were deleted or inserted")
@@ -70,16 +80,21 @@ def verify(records: Iterable[AuditRecord], head_seq: int, head_hash: str) -> Ver
     if head_seq != expected_seq - 1 or (head_seq and head_hash != prev):
         return Verification(False, count, expected_seq,
                             f"the chain ends at record {expected_seq - 1} but {head_seq} were written: the newest records were deleted")
-    return Verification(True, count)
+    beyond = sorted(seq for seq in anchors if seq >= expected_seq)
+    if beyond:
+        return Verification(False, count, beyond[0], f"the log ends at record {expected_seq - 1}, but record {beyond[0]} was "
+                            "anchored: the newest records were deleted")
+    return Verification(True, count, head=(expected_seq - 1, prev))
 
 
-def verify_session(session: Session, label: str | None = None) -> Verification:
-    """`label`: show progress on stderr under that name (a log of gate decisions runs to gigabytes)."""
+def verify_session(session: Session, label: str | None = None, anchors: dict[int, str] | None = None) -> Verification:
+    """`label`: show progress on stderr under that name (a log of gate decisions runs to gigabytes,
+    hence a few records in memory at a time)."""
     head = session.get(AuditHead, 1)
-    records: Iterable[AuditRecord] = session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)).scalars()
+    records: Iterable[AuditRecord] = session.execute(select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=20)).scalars()
     if label is not None:
         records = _counted(records, Progress(head.seq if head else 0, 0, label, unit="records"))
-    return verify(records, head.seq if head else 0, head.hash if head else GENESIS)
+    return verify(records, head.seq if head else 0, head.hash if head else GENESIS, anchors)
 
 
 def _counted(records: Iterable[AuditRecord], progress: Progress) -> Iterator[AuditRecord]:

@@ -34,7 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    audit_actions.add_parser("verify", help="check the hash chain (exit 1 if tampered)").set_defaults(handler=run_audit_verify)
+    verify = audit_actions.add_parser("verify", help="check the hash chain (exit 1 if tampered)")
+    verify.add_argument("--anchor", action="append", type=_anchor, default=[], metavar="SEQ:HASH",
+                        help="a record's hash kept outside Airlock (printed by an earlier verify, or a webhook's `audit`): "
+                             "that record must still be in the log, unchanged (repeatable)")
+    verify.set_defaults(handler=run_audit_verify)
     export = audit_actions.add_parser("export", help="print every record")
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
     export.set_defaults(handler=run_audit_export)
@@ -117,12 +121,25 @@ def run_token_revoke(args: argparse.Namespace, database: Database) -> int:
     return 0
 
 
+def _anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not (seq.isdigit() and int(seq) >= 1 and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (a record number, a colon and the 64 hex digits "
+                                         "`airlock audit verify` prints as the anchor)")
+    return int(seq), digest
+
+
 @with_database
 def run_audit_verify(args: argparse.Namespace, database: Database) -> int:
     with database.reading() as session:
-        result = verify_session(session, label="verifying the audit log")
+        result = verify_session(session, label="verifying the audit log", anchors=dict(args.anchor))
     if result.intact:
-        print(f"audit log intact: {result.records} records, hash chain verified")
+        matched = f", {len(args.anchor)} anchor(s) matched" if args.anchor else ""
+        print(f"audit log intact: {result.records} records, hash chain verified{matched}")
+        if result.head and result.head[0]:
+            anchor = f"{result.head[0]}:{result.head[1]}"
+            print(f"anchor: {anchor} (keep it outside Airlock; `airlock audit verify --anchor {anchor}` later proves "
+                  "that nothing up to this record was rewritten or removed)")
         return 0
     print(f"audit log TAMPERED at record {result.first_bad}: {result.problem}")
     return 1
