@@ -43,9 +43,9 @@ def allowed_bases(allowlist: Allowlist, reader: BaseImageReader) -> tuple[BaseIm
     return tuple(bases)
 
 
-def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient) -> list[Finding]:
-    reader = BaseImageReader(registry, request.environment, request.server.rstrip("/") if request.server else None, request.token)
-    bases = allowed_bases(policy.allowlist, reader)
+def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient,
+          server: ServerClient | None) -> list[Finding]:
+    bases = allowed_bases(policy.allowlist, BaseImageReader(registry, request.environment, server))
     context = GateContext(request.environment, facts, policy.allowlist, policy.thresholds, policy.waivers, bases,
                           match_base(facts.diff_ids, bases) if bases else None)
     findings: list[Finding] = []
@@ -83,7 +83,7 @@ def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, targ
             trivy.sbom(raw, request.sbom)
             add_to_sbom(request.sbom, conda, facts.packages)
         facts = replace(facts, packages=with_conda_records(facts.packages, conda))
-        findings = judge(request, policy, facts, registry)
+        findings = judge(request, policy, facts, registry, server)
     except GateError as exc:
         verdict = Verdict(Outcome.UNDECIDED, reference, request.environment, source.digest if source else None, (), cause=str(exc))
         return _record(verdict, server, audit)

@@ -17,6 +17,7 @@ from gate.interface import GateError
 if TYPE_CHECKING:
     import httpx
 
+    from gate.policy_source import ServerClient
     from mirror.policy.containers import RegistryUpstream
 
 MANIFEST_ACCEPT = ", ".join((
@@ -109,11 +110,12 @@ class RegistryClient:
 
 class BaseImageReader:
     """Reads allowed base images for one environment: from each upstream registry, or through the
-    Airlock server (`server_url`), which serves and lists only what that environment allows."""
+    Airlock `server` (with its token), which serves and lists only what that environment allows."""
 
-    def __init__(self, registry: RegistryClient, env: str, server_url: str | None = None, token: str | None = None) -> None:
-        self.registry, self.env, self.server_url = registry, env, server_url
-        self.headers = {"Authorization": f"Bearer {token}"} if server_url and token else {}
+    def __init__(self, registry: RegistryClient, env: str, server: ServerClient | None = None) -> None:
+        self.registry, self.env = registry, env
+        self.server_url = server.url if server else None
+        self.headers = server.headers if server else {}
 
     def _where(self, upstream: RegistryUpstream, repository: str) -> tuple[str, str]:
         if self.server_url is None:

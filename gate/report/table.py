@@ -11,8 +11,7 @@ _HEADLINE = {Outcome.PASS: "PASS", Outcome.FAIL: "FAIL", Outcome.UNDECIDED: "COU
 SHOWN_BELOW_THRESHOLD = 20
 """Vulnerabilities below the threshold listed in the terminal (the most severe; they come sorted).
 An ML image can carry thousands: listed in full they would push the blocking findings out of
-sight in a CI log. The rest are counted; every one is in the JSON and SARIF reports and the audit
-record."""
+sight in a CI log. The rest are counted; every one is in the JSON report and the audit record."""
 
 
 def to_table(verdict: Verdict) -> str:

@@ -82,7 +82,7 @@ def audit(
         sizes = session.execute(select(AuditRecord.seq, func.length(cast(AuditRecord.details, Text))).where(*conditions)
                                 .order_by(AuditRecord.seq).limit(limit)).all()
         last = _page_end(sizes)
-        records = session.execute(select(AuditRecord).where(*conditions, AuditRecord.seq <= last).order_by(AuditRecord.seq)).scalars() if sizes else []
+        records = session.execute(select(AuditRecord).where(*conditions, AuditRecord.seq <= last).order_by(AuditRecord.seq)).scalars() if last else []
         page = [AuditOut(**as_dict(record)) for record in records]
     if page and (len(page) < len(sizes) or len(sizes) == limit):
         response.headers["Link"] = f'<{request.url.include_query_params(after_seq=page[-1].seq)}>; rel="next"'
@@ -90,11 +90,11 @@ def audit(
 
 
 def _page_end(sizes: list[tuple[int, int | None]]) -> int:
-    """The last sequence number of a page: records while their details fit AUDIT_PAGE_BYTES (one at least)."""
-    total, last = 0, sizes[0][0] if sizes else 0
+    """The last sequence number of a page (0: none): records while their details fit AUDIT_PAGE_BYTES, one at least."""
+    total, last = 0, 0
     for seq, size in sizes:
         total += size or 0
-        if total > AUDIT_PAGE_BYTES and seq != sizes[0][0]:
+        if total > AUDIT_PAGE_BYTES and last:
             break
         last = seq
     return last

@@ -73,6 +73,8 @@ class Principal:
 
 
 MACHINE_ROLES = frozenset({"cicd-process", "monitoring-process", "workspace"})
+_OPEN_ROUTE_MACHINES = {Permission.PACKAGES: frozenset({"workspace"}), Permission.IMAGES: frozenset({"workspace", "cicd-process"})}
+"""The machine roles that may use package routes and `/v2` (every human role may)."""
 
 
 def may_use_open_route(principal: Principal, permission: Permission) -> bool:
@@ -80,8 +82,6 @@ def may_use_open_route(principal: Principal, permission: Permission) -> bool:
     role may install (a data scientist's own token works for pip); `cicd-process` may also pull
     base images (`/v2`: the pipeline builds on them, and the gate reads their layers through
     Airlock with `--server`); /metrics is for `monitoring-process` and `platform-support`."""
-    if permission is Permission.IMAGES and principal.role == "cicd-process":
-        return True
-    if permission in (Permission.PACKAGES, Permission.IMAGES):
-        return principal.role == "workspace" or principal.role not in MACHINE_ROLES
+    if permission in _OPEN_ROUTE_MACHINES:
+        return principal.role in _OPEN_ROUTE_MACHINES[permission] or principal.role not in MACHINE_ROLES
     return principal.role in ("monitoring-process", "platform-support")
