@@ -1,5 +1,6 @@
 """Benchmark: `airlock-gate scan --input image.tar` vs bare `trivy image` on the same tarball, in the
-same run, and `airlock-gate db build` for 10,000 OSV advisories.
+same run, and `airlock-gate db build` for 10,000 OSV advisories and for an osv.dev-sized export
+(20,000 GHSA and PYSEC records, merged; goal <= 10 s, peak memory printed).
 
 Two images (docker-archives written here, no engine needed), each with 400 Python distributions laid
 out as pip installs them over 4 layers and packages with vulnerabilities below the prod threshold
@@ -18,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -89,6 +91,60 @@ def write_advisories(folder: Path) -> None:
         (folder / f"{index}.json").write_text(json.dumps(document))
 
 
+EXPORT_RECORDS = 20_000
+"""About the PyPI share of an osv.dev export: GHSA records and, for most, a PYSEC twin."""
+
+
+def write_osv_export(folder: Path) -> int:
+    """Records shaped like tests/fixtures/advisories: GHSA records with one `affected` entry per
+    release branch and GitHub's rating; PYSEC twins with unsorted events, a `versions` list and no
+    rating; some `last_affected`, some CVSS v4 only, some withdrawn. Returns how many were written."""
+    folder.mkdir()
+    written = 0
+    for index in range(EXPORT_RECORDS // 2 + EXPORT_RECORDS // 10):
+        if written >= EXPORT_RECORDS:
+            break
+        package, cve, ghsa = f"pkg{index % 4000}", f"CVE-2024-{10000 + index}", f"GHSA-{index:04x}-exp0-rt00"
+        branches = [(f"{major}.0", f"{major}.{index % 9 + 1}") for major in range(1, 2 + index % 3)]
+        affected = [{"package": {"ecosystem": "PyPI", "name": package},
+                     "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": low}, {"fixed": high}]}]} for low, high in branches]
+        severity = [{"type": "CVSS_V4", "score": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:P/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}] if index % 7 == 0 else \
+                   [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
+        github = {"id": ghsa, "aliases": [cve], "summary": f"{package} mishandles input", "details": f"{package} before the fix mishandles input.",
+                  "severity": severity, "affected": affected, "references": [{"type": "ADVISORY", "url": f"https://nvd.nist.gov/vuln/detail/{cve}"}],
+                  "database_specific": {"severity": ("LOW", "MODERATE", "HIGH", "CRITICAL")[index % 4]} if index % 7 else {}}
+        (folder / f"{ghsa}.json").write_text(json.dumps(github))
+        written += 1
+        if index % 5 == 4 or written >= EXPORT_RECORDS:
+            continue
+        events = [event for low, high in reversed(branches) for event in ({"introduced": low}, {"fixed": high})]
+        if index % 11 == 0:
+            events = [{"introduced": "0"}, {"last_affected": branches[-1][1]}]
+        versions = [f"{low.split('.')[0]}.{minor}" for low, high in branches for minor in range(0, int(high.split(".")[1]))]
+        pysec = {"id": f"PYSEC-2024-{index}", "aliases": [cve, ghsa], "details": f"An issue was found in {package}. It is bad.",
+                 "affected": [{"package": {"ecosystem": "PyPI", "name": package, "purl": f"pkg:pypi/{package}"},
+                               "ranges": [{"type": "ECOSYSTEM", "events": events}], "versions": versions}]}
+        if index % 97 == 0:
+            pysec["withdrawn"] = "2024-06-01T00:00:00Z"
+        (folder / f"PYSEC-2024-{index}.json").write_text(json.dumps(pysec))
+        written += 1
+    return written
+
+
+def measure_db_build_at_scale(root: Path) -> None:
+    written = write_osv_export(root / "export")
+    command = [str(BIN / "airlock-gate"), "db", "build", "--advisories", str(root / "export"), "--out", str(root / "export-db")]
+    began = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    if result.returncode != 0:
+        raise SystemExit(f"db build of the export failed: {result.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    summary = result.stdout.strip().splitlines()[-1].split(" in ")[0].split(": ", 1)[1]
+    print(f"db build, osv.dev-sized export ({written:,} records): {elapsed:.2f} s, peak memory {peak:.0f} MiB   (goal <= 10 s)")
+    print(f"  {summary}")
+
+
 def write_allowlists(folder: Path) -> None:
     folder.mkdir()
     entries = "\n".join(f"  - {{name: benchpkg{i}, environments: [prod], reason: bench, owner: bench}}" for i in range(PACKAGES))
@@ -107,6 +163,7 @@ def timed(command: list[str], env: dict[str, str], expect: int = 0) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         root = Path(tmp)
+        measure_db_build_at_scale(root)  # first: peak memory is the largest child's so far
         write_advisories(root / "advisories")
         began = time.perf_counter()
         timed([str(BIN / "airlock-gate"), "db", "build", "--advisories", str(root / "advisories"), "--out", str(root / "db")], dict(os.environ))

@@ -84,8 +84,11 @@ def run_db_build(args: argparse.Namespace) -> int:
     except DbBuildError as exc:
         print(f"airlock-gate: {exc}; nothing was written", file=sys.stderr)
         return 1
-    print(f"built {args.out}: {report.advisories} advisories for {report.packages} packages in {report.seconds:.2f} s "
-          f"(scan with --db {args.out})")
+    for skipped in report.skipped:
+        print(f"skipped {skipped}")
+    print(f"built {args.out}: {report.records} records read, {report.merged} merged into another record's vulnerability, "
+          f"{len(report.skipped)} skipped; {report.vulnerabilities} vulnerabilities for {report.packages} packages "
+          f"in {report.seconds:.2f} s (scan with --db {args.out})")
     return 0
 
 

@@ -94,6 +94,6 @@ def load_gate_policy(allowlists: Path, waivers_file: Path | None, env: str, serv
         raise GateError(f"{policy.gate.file} declares no environment {env!r} (declared: {', '.join(sorted(policy.gate.environments))})")
     thresholds = policy.gate.environments[env] if policy.gate is not None else DEFAULT_GATE.get(env)
     if thresholds is None:
-        raise GateError(f"no gate policy for environment {env!r}: add it to {allowlists}/gate.yaml (fail_on, secrets, max_db_age)")
+        raise GateError(f"no gate policy for environment {env!r}: add it to {allowlists}/gate.yaml (fail_on, unknown, secrets, max_db_age)")
     names = tuple(sorted(s[0] for s in sources)) + ((f"{server.url} ({len(grants)} exceptions)",) if server else ())
     return GatePolicyInputs(allowlist, thresholds, policy.waivers, names)

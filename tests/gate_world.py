@@ -76,8 +76,8 @@ def make_base_images(world) -> dict:
     return {"allowed": allowed, "other": other, "allowlists": folder, "upstream_url": registry.url}
 
 
-def gate(world, *args: str, allowlists: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [str(BIN / "airlock-gate"), "scan", *args, "--allowlists", str(allowlists or world["allowlists"]), "--db", str(world["db"])]
+def gate(world, *args: str, allowlists: Path | None = None, env: dict | None = None, db: Path | None = None) -> subprocess.CompletedProcess:
+    command = [str(BIN / "airlock-gate"), "scan", *args, "--allowlists", str(allowlists or world["allowlists"]), "--db", str(db or world["db"])]
     environment = {**world["engine"].env, "AIRLOCK_DATA_DIR": str(world["data"]), **(env or {})}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 

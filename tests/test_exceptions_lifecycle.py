@@ -176,7 +176,8 @@ def test_preprod_self_service_approves_clean_requests_only(api_world):
     body = vulnerable.json()
     assert vulnerable.status_code == 201 and body["status"] == "pending"
     vulns = next(c for c in body["prechecks"] if c["name"] == "vulnerabilities")
-    assert vulns["status"] == "fail" and vulns["detail"] == "GHSA-aaaa-bbbb-cccc (HIGH) affects 1.0, fixed in 1.1"
+    assert vulns["status"] == "fail" and vulns["detail"] == ("CVE-2026-0001 (also GHSA-aaaa-bbbb-cccc) HIGH: alpha before 1.1 runs "
+                                                             "untrusted pickles; affects 1.0, fixed in 1.1")
     squat = ask(api_world, alice, package="alpah", versions=None, environments=["preprod"],
                 justification="this name is a typo of alpha and must be flagged")
     checks = {c["name"]: c for c in squat.json()["prechecks"]}

@@ -19,7 +19,7 @@ from tests.worlds import BIN
 
 
 def test_db_build_reports_what_it_wrote(gate_world):
-    assert "3 advisories for 3 packages" in gate_world["build_output"]
+    assert "3 records read, 0 merged into another record's vulnerability, 0 skipped; 3 vulnerabilities for 3 packages" in gate_world["build_output"]
     metadata = json.loads((gate_world["db"] / "db" / "metadata.json").read_text())
     assert metadata["Version"] == 2 and metadata["UpdatedAt"]
 

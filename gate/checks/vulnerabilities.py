@@ -35,16 +35,20 @@ class VulnerabilityCheck(Check):
 
     def run(self, context: GateContext) -> list[Finding]:
         now = datetime.now(timezone.utc)
-        threshold = context.thresholds.fail_on
-        below = f"is below the {context.environment} threshold ({', '.join(sorted(threshold))})"
+        thresholds = context.thresholds
+        below = f"is below the {context.environment} threshold ({', '.join(sorted(thresholds.fail_on))})"
+        does = "fails" if thresholds.unknown == "fail" else "only warns"
+        unrated = (f"has no severity: no advisory source rated it, and {context.environment} {does} on unrated "
+                   f"vulnerabilities (gate.yaml unknown: {thresholds.unknown})")
         findings = []
         ordered = sorted(context.facts.vulnerabilities, key=lambda v: (-_RANK.get(v.severity, 0), v.package, v.id))
         for vuln in ordered:
             fix = f"upgrade {vuln.package} to {vuln.fixed_version}" if vuln.fixed_version else "no fixed version yet: remove the package or waive with a reason"
             base = dict(check=self.name, package=vuln.package, version=vuln.version, id=vuln.id, severity=vuln.severity,
                         path=vuln.path, layer=vuln.layer, title=f"{vuln.id} in {vuln.package} {vuln.version}")
-            if vuln.severity not in threshold:
-                findings.append(Finding(level=Level.WARN, reason=f"{vuln.severity} {below}; {fix}", **base))
+            judged = unrated if vuln.severity == "UNKNOWN" else None
+            if not thresholds.blocks(vuln.severity):
+                findings.append(Finding(level=Level.WARN, reason=f"{vuln.severity} {judged or below}; {fix}", **base))
                 continue
             covering = [w for w in context.waivers if _covers(w, vuln, context.environment)]
             active = [w for w in covering if w.expires_at > now]
@@ -55,7 +59,8 @@ class VulnerabilityCheck(Check):
                     f"(approved by {waiver.approved_by}: {waiver.reason})"), **base))
                 continue
             expired = f"; the waiver at {covering[0].file}:{covering[0].line} expired on {covering[0].expires_at:%Y-%m-%d}" if covering else ""
+            verdict = judged or f"is at or above the {context.environment} threshold"
             findings.append(Finding(level=Level.FAIL, reason=(
-                f"{vuln.severity} ({vuln.title or 'no title'}) is at or above the {context.environment} threshold{expired}; "
+                f"{vuln.severity} ({vuln.title or 'no title'}) {verdict}{expired}; "
                 f"{fix}, or add a waiver with a reason and an end date to waivers.yaml"), **base))
         return findings

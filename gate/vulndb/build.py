@@ -5,6 +5,9 @@ bucket to its description; the source bucket `pip::…` holds one nested bucket 
 name mapping a vulnerability id to `{PatchedVersions, VulnerableVersions}`; bucket `vulnerability`
 maps the id to `{Title, Description, Severity, References, ...}`. `db/metadata.json` says when the
 data was made, which is what the gate's `max_db_age` checks.
+
+Records are merged first (`mirror.policy.advisories`): one entry per vulnerability and package,
+holding every range of every record that names it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mirror.policy.advisories import Advisory, read_advisory_folder
+from packaging.version import InvalidVersion, Version
+
 from gate.vulndb.bolt import write_bolt
+from mirror.policy.advisories import Affected, SkippedRecord, read_advisory_folder
 
 SOURCE_BUCKET = "pip::Airlock OSV advisories"
 SOURCE = {"ID": "osv", "Name": "OSV advisories (PyPI) built by airlock-gate db build", "URL": "https://osv.dev/list?ecosystem=PyPI"}
@@ -34,31 +39,28 @@ class DbBuildError(Exception):
 
 @dataclass(frozen=True)
 class DbBuildReport:
-    advisories: int
+    records: int
+    """Records read."""
+    merged: int
+    """Records merged into a vulnerability another record named too."""
+    skipped: tuple[SkippedRecord, ...]
     packages: int
     vulnerabilities: int
     seconds: float
     out: Path
 
 
-def trivy_id(advisory: Advisory) -> str:
-    """Trivy reports GHSA advisories under their CVE when one exists; do the same, so a waiver by CVE
-    works and the OSV id stays in VendorIDs."""
-    cves = sorted(alias for alias in advisory.aliases if alias.startswith("CVE-"))
-    return cves[0] if cves else advisory.id
-
-
-def vulnerable_versions(advisory: Advisory) -> list[str]:
-    """OSV ranges as Trivy's PEP 440 constraints: one string per interval, `, ` meaning "and"."""
-    constraints = []
-    for introduced, fixed, last_affected in advisory.ranges:
-        parts = [f">={introduced}"] if introduced and introduced != "0" else []
-        if fixed:
-            parts.append(f"<{fixed}")
-        if last_affected:
-            parts.append(f"<={last_affected}")
-        constraints.append(", ".join(parts) or ">=0")
-    constraints += [f"=={version}" for version in sorted(advisory.versions)]
+def vulnerable_versions(affected: Affected) -> list[str]:
+    """Trivy's constraints for one package: one string per interval or listed version, any of which
+    matching makes a version vulnerable. A listed version that is not PEP 440 is left out: Trivy
+    rejects the whole constraint list for one it cannot parse, and would then match nothing."""
+    constraints = [interval.constraint for interval in affected.intervals]
+    for text in sorted(affected.versions):
+        try:
+            Version(text)
+        except InvalidVersion:
+            continue
+        constraints.append(f"=={text}")
     return constraints
 
 
@@ -72,27 +74,26 @@ def build_db(advisories_dir: Path, out: Path, now: datetime | None = None) -> Db
     if not advisories_dir.is_dir():
         raise DbBuildError(f"{advisories_dir}: no such folder of OSV advisories (*.json)")
     try:
-        by_package = read_advisory_folder(advisories_dir)
+        index = read_advisory_folder(advisories_dir)
     except ValueError as exc:
         raise DbBuildError(str(exc)) from None
     now = now or datetime.now(timezone.utc)
     packages: dict[bytes, dict[bytes, bytes]] = {}
     details: dict[bytes, bytes] = {}
-    count = 0
-    for name, advisories in by_package.items():
-        bucket = packages.setdefault(name.encode(), {})
-        for advisory in advisories:
-            count += 1
-            vuln_id = trivy_id(advisory)
-            bucket[vuln_id.encode()] = json.dumps({
-                "PatchedVersions": advisory.fixed_versions,
-                "VulnerableVersions": vulnerable_versions(advisory),
-                "VendorIDs": [advisory.id] if advisory.id != vuln_id else [],
+    for vulnerability in index.vulnerabilities:
+        key = vulnerability.id.encode()
+        for name, affected in vulnerability.affected.items():
+            packages.setdefault(name.encode(), {})[key] = json.dumps({
+                # PatchedVersions are fixes no record calls affected: Trivy treats a version equal to one
+                # as safe, and one record's fix can lie inside another record's range
+                "PatchedVersions": affected.fixed_versions,
+                "VulnerableVersions": vulnerable_versions(affected),
+                "VendorIDs": list(vulnerability.aliases),
             }).encode()
-            details[vuln_id.encode()] = json.dumps({
-                "Title": advisory.summary, "Description": advisory.details or advisory.summary,
-                "Severity": advisory.severity, "References": list(advisory.references),
-            }).encode()
+        details[key] = json.dumps({
+            "Title": vulnerability.title, "Description": vulnerability.details or vulnerability.title,
+            "Severity": vulnerability.severity, "References": list(vulnerability.references),
+        }).encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".airlock-db-", dir=out.parent))
     try:
@@ -112,7 +113,8 @@ def build_db(advisories_dir: Path, out: Path, now: datetime | None = None) -> Db
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return DbBuildReport(count, len(packages), len(details), time.perf_counter() - started, out)
+    return DbBuildReport(index.records, index.merged, index.skipped, len(packages), len(details),
+                         time.perf_counter() - started, out)
 
 
 def _swap_in(staging: Path, out: Path) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from mirror.allowlist_files import find_policy_files, load_allowlist, read_policy_sources, utc_now
 from mirror.cli.tables import render_table
 from mirror.policy import Ecosystem, InvalidAllowlist, UnknownEnvironment, load_policy_files
 from mirror.policy.pypi import parse_version
+from packaging.utils import canonicalize_name
 
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -69,6 +72,8 @@ def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
     explain.add_argument("spec", metavar="SPEC", help="; ".join(f"{e.value}: {f}" for e, f in SPEC_FORMS.items()))
     explain.add_argument("--env", required=True, help="environment, e.g. prod")
     explain.add_argument("--allowlists", default=default_folder, metavar="DIR")
+    explain.add_argument("--advisories", default=os.environ.get("AIRLOCK_ADVISORIES"), metavar="DIR",
+                         help="folder of OSV advisories (default $AIRLOCK_ADVISORIES): also list the known vulnerabilities of a PyPI version")
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(handler=run_explain)
 
@@ -134,15 +139,45 @@ def run_explain(args: argparse.Namespace) -> int:
     except UnknownEnvironment as exc:
         print(f"airlock: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        advisories = known_vulnerabilities(question, args.advisories)
+    except ValueError as exc:
+        print(f"airlock: cannot read the advisories: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps({
+        answer = {
             "ecosystem": ecosystem.value, "environment": args.env, "package": question.name,
             "version": question.version, "build": question.build,
             "allowed": decision.allowed, "reason": decision.reason, "rule": decision.rule,
-        }, indent=2))
+        }
+        if advisories is not None:
+            answer["advisories"] = advisories
+        print(json.dumps(answer, indent=2))
     else:
         print(decision.reason)
+        if advisories:
+            print(f"known vulnerabilities of {question.name} {question.version} ({args.advisories}):")
+            for found in advisories:
+                also = f" (also {', '.join(found['aliases'])})" if found["aliases"] else ""
+                fixed = f"; fixed in {', '.join(found['fixed'])}" if found["fixed"] else "; no fixed version"
+                print(f"  {found['id']}{also} {found['severity']}: {found['title'] or 'no title'}{fixed}")
+        elif advisories is not None:
+            print(f"no known vulnerability of {question.name} {question.version} in {args.advisories}")
     return EXIT_OK if decision.allowed else EXIT_BLOCKED
+
+
+def known_vulnerabilities(question: Question, folder: str | None) -> list[dict[str, object]] | None:
+    """The merged advisories (the gate's data) affecting a PyPI version; None without a folder."""
+    if folder is None or question.ecosystem is not Ecosystem.PYPI:
+        return None
+    from mirror.policy.advisories import read_advisory_folder
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder}: no such folder of OSV advisories")
+    index = read_advisory_folder(Path(folder))
+    name = canonicalize_name(question.name)
+    return [{"id": v.id, "aliases": list(v.aliases), "severity": v.severity, "title": v.title,
+             "fixed": v.affected[name].fixed_versions} for v in index.affecting(name, question.version)]
 
 
 def run_show(args: argparse.Namespace) -> int:

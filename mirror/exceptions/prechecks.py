@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror.policy.advisories import Advisory, read_advisory_folder
+from mirror.policy.advisories import AdvisoryIndex, read_advisory_folder, severity_rank
 from mirror.children.devpi import INDEX
 from mirror.pypi.simple import JSON_V1, parse_devpi_page, parse_filename
 
@@ -31,11 +31,11 @@ POPULAR = ("numpy", "pandas", "requests", "scipy", "scikit-learn", "matplotlib",
            "cryptography", "certifi", "idna", "six", "python-dateutil", "pytz", "protobuf", "grpcio", "psutil")
 
 
-_advisory_cache: dict[Path, tuple[float, tuple, dict[str, list[Advisory]]]] = {}
+_advisory_cache: dict[Path, tuple[float, tuple, AdvisoryIndex]] = {}
 _ADVISORY_RESCAN_SECONDS = 2.0
 
 
-def load_advisories(folder: Path) -> dict[str, list[Advisory]]:
+def load_advisories(folder: Path) -> AdvisoryIndex:
     """The advisory folder, re-read only when one of its files changed; the folder is listed at
     most every couple of seconds (a feed holds thousands of files, and requests come in bursts)."""
     now = time.monotonic()
@@ -206,18 +206,21 @@ def _vulnerabilities(name: str, matching: list[str], context: PrecheckContext) -
     if not matching:
         return _check("vulnerabilities", "skipped", "no matching release to check")
     try:
-        advisories: list[Advisory] = load_advisories(context.advisories_dir).get(name, [])
+        vulnerabilities = load_advisories(context.advisories_dir).for_package(name)
     except ValueError as exc:
         return _check("vulnerabilities", "skipped", str(exc))
-    hits = []
-    for advisory in advisories:
-        affected = [v for v in matching if advisory.affects(v)]
+    hits, strongest = [], 0
+    for vulnerability in vulnerabilities:
+        affected = [v for v in matching if vulnerability.affects(name, v)]
         if affected:
-            fixed = f", fixed in {', '.join(advisory.fixed_versions)}" if advisory.fixed_versions else ""
-            hits.append(f"{advisory.id} ({advisory.severity}) affects {', '.join(affected)}{fixed}")
+            fixes = vulnerability.affected[name].fixed_versions
+            fixed = f", fixed in {', '.join(fixes)}" if fixes else ""
+            aliases = f" (also {', '.join(vulnerability.aliases)})" if vulnerability.aliases else ""
+            hits.append(f"{vulnerability.id}{aliases} {vulnerability.severity}: {vulnerability.title or 'no title'}; "
+                        f"affects {', '.join(affected)}{fixed}")
+            strongest = max(strongest, severity_rank(vulnerability.severity))
     if hits:
-        severe = any(("HIGH" in h or "CRITICAL" in h) for h in hits)
-        return _check("vulnerabilities", "fail" if severe else "warn", "; ".join(hits))
+        return _check("vulnerabilities", "fail" if strongest >= severity_rank("HIGH") else "warn", "; ".join(hits))
     return _check("vulnerabilities", "pass", f"no known advisory affects {', '.join(matching[-3:])}{' …' if len(matching) > 3 else ''}")
 
 

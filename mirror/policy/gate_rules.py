@@ -20,7 +20,7 @@ WAIVERS_FILE = "waivers.yaml"
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-_GATE_ENV_KEYS = frozenset({"fail_on", "secrets", "max_db_age"})
+_GATE_ENV_KEYS = frozenset({"fail_on", "unknown", "secrets", "max_db_age"})
 _WAIVER_KEYS = frozenset({"id", "package", "versions", "environments", "reason", "approved_by", "expires"})
 
 
@@ -30,12 +30,20 @@ class GateThresholds:
     secrets: str
     """`fail` or `warn`."""
     max_db_age: timedelta
+    unknown: str = "fail"
+    """What a vulnerability no source rated does: `fail` (fail closed; a waiver accepts it) or `warn`."""
+
+    def blocks(self, severity: str) -> bool:
+        if severity == "UNKNOWN":
+            return self.unknown == "fail"
+        return severity in self.fail_on
 
 
 DEFAULT_GATE = {
-    "prod": GateThresholds(frozenset({"HIGH", "CRITICAL"}), "fail", timedelta(hours=24)),
-    "preprod": GateThresholds(frozenset({"CRITICAL"}), "fail", timedelta(hours=72)),
+    "prod": GateThresholds(frozenset({"HIGH", "CRITICAL"}), "fail", timedelta(hours=24), unknown="fail"),
+    "preprod": GateThresholds(frozenset({"CRITICAL"}), "fail", timedelta(hours=72), unknown="warn"),
 }
+"""Without gate.yaml. In a gate.yaml environment that omits `unknown`, it is `fail`."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,14 @@ def read_gate_policy(document: SourceDocument, diagnostics: Diagnostics) -> Gate
         if not isinstance(fail_on, list) or not all(isinstance(s, str) and s.upper() in SEVERITIES for s in fail_on):
             diagnostics.error(path + ("fail_on",), f"'fail_on' must be a list of severities from {', '.join(SEVERITIES)}")
             continue
+        upper = {s.upper() for s in fail_on}
+        unknown = body.get("unknown", "fail")
+        if unknown not in ("fail", "warn"):
+            diagnostics.error(path + ("unknown",), f"'unknown' must be fail or warn (what a vulnerability no source rated does), got {describe_type(unknown)}")
+            continue
+        if "UNKNOWN" in upper and unknown == "warn":
+            diagnostics.error(path + ("fail_on",), "'fail_on' lists UNKNOWN but 'unknown' is warn: say it once, with 'unknown: fail' or 'unknown: warn'")
+            continue
         secrets = body.get("secrets", default.secrets)
         if secrets not in ("fail", "warn"):
             diagnostics.error(path + ("secrets",), f"'secrets' must be fail or warn, got {describe_type(secrets)}")
@@ -94,7 +110,7 @@ def read_gate_policy(document: SourceDocument, diagnostics: Diagnostics) -> Gate
         if max_age is None:
             diagnostics.error(path + ("max_db_age",), f"'max_db_age' must be a duration like 24h, 3d or 90m, got {describe_type(raw_age)}")
             continue
-        thresholds[str(env)] = GateThresholds(frozenset(s.upper() for s in fail_on), secrets, max_age)
+        thresholds[str(env)] = GateThresholds(frozenset(upper - {"UNKNOWN"}), secrets, max_age, unknown)
     return GatePolicy(thresholds, document.file)
 
 
