@@ -6,7 +6,6 @@ starts nothing itself, so tests and `airlock up` assemble it the same way.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ from mirror.containers.routes import Reachability
 from mirror.containers.routes import router as containers_router
 from mirror.exceptions.service import ApiError, ExceptionService
 from mirror.observability import REGISTRY, Observability, StateCollector, metrics_response
-from mirror.pypi.pages import DevpiPages
+from mirror.pypi.metadata import CoreMetadata
+from mirror.pypi.pages import ProjectPages, UpstreamFacts
 from mirror.pypi.routes import router as pypi_router
 from mirror.refusals import refusal
 from mirror.settings import Settings
@@ -92,10 +92,15 @@ def create_app(parts: Parts) -> FastAPI:
         timeout = httpx.Timeout(settings.upstream_timeout, connect=5.0)
         try:
             async with httpx.AsyncClient(base_url=parts.devpi_url, limits=limits, timeout=timeout) as client, \
-                    httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as registry_client:
+                    httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as registry_client, \
+                    httpx.AsyncClient(limits=limits, timeout=timeout) as upstream_client:
                 app.state.devpi_client = client
                 app.state.registry_client = registry_client
-                app.state.pypi_pages = DevpiPages(client, settings.pypi_page_ttl, settings.pypi_upstream)
+                pypi_data = settings.data_dir / "pypi"
+                metadata = CoreMetadata(pypi_data / "metadata", client, parts.devpi_files, extract=settings.pypi_metadata == "extract")
+                facts = UpstreamFacts(upstream_client, settings.pypi_upstream, pypi_data / "upstream", settings.devpi_cache_expiry)
+                app.state.pypi_metadata = metadata
+                app.state.pypi_pages = ProjectPages(client, settings.pypi_page_ttl, facts, metadata.view())
                 yield
         finally:
             REGISTRY.unregister(app.state.metrics_collector)
@@ -109,7 +114,6 @@ def create_app(parts: Parts) -> FastAPI:
     app.state.webhook_urls = settings.webhook_url_list
     app.state.token_cache = TokenCache()
     app.state.devpi_files = parts.devpi_files
-    app.state.pypi_metadata = OrderedDict()
     app.state.conda_repodata = {}
     app.state.registry_caches = parts.registry_caches
     app.state.registry_reach = Reachability()

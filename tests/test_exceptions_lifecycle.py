@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.worlds import fresh_venv, installed, pip
+from tests.worlds import fresh_venv, installed, pip, quarantined
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 
@@ -48,7 +48,7 @@ def test_request_approve_install_revoke(api_world, tmp_path):
     assert checks["licence"] == {"name": "licence", "status": "pass", "detail": "kappa 1.0: MIT"}
     assert checks["vulnerabilities"]["status"] == "pass"
     assert checks["typosquat"]["status"] == "pass"
-    assert page(api_world, "kappa").status_code == 404
+    assert quarantined(page(api_world, "kappa"))
 
     approved = api_world.call("POST", f"/api/v1/exceptions/{request['id']}/approve", lead, {"comment": "reviewed, fine"})
     assert approved.status_code == 200, approved.text
@@ -65,7 +65,7 @@ def test_request_approve_install_revoke(api_world, tmp_path):
 
     revoked = api_world.call("POST", f"/api/v1/exceptions/{request['id']}/revoke", lead, {"comment": "no longer needed"})
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
-    wait_until(lambda: page(api_world, "kappa").status_code == 404)
+    wait_until(lambda: quarantined(page(api_world, "kappa")))
 
     trail = api_world.call("GET", f"/api/v1/audit?subject=exception%20{request['id']}", api_world.token("data-governance")).json()
     assert [r["action"] for r in trail] == ["exception.requested", "exception.approved", "exception.revoked"]
@@ -170,7 +170,7 @@ def test_preprod_self_service_approves_clean_requests_only(api_world):
     assert clean.status_code == 201 and clean.json()["status"] == "approved"
     assert clean.json()["decided_by"] == "airlock:self-service"
     wait_until(lambda: page(api_world, "omicron", "preprod").status_code == 200)
-    assert page(api_world, "omicron", "prod").status_code == 404
+    assert quarantined(page(api_world, "omicron", "prod"))
     vulnerable = ask(api_world, alice, package="alpha", versions="==1.0", environments=["preprod"],
                      justification="old alpha for reproducing last year's churn results")
     body = vulnerable.json()
@@ -203,7 +203,7 @@ def test_expiry_needs_no_job_and_is_audited_once(api_world):
         session.execute(update(ExceptionRequest).where(ExceptionRequest.id == request_id)
                         .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
     database.dispose()
-    wait_until(lambda: page(api_world, "xi").status_code == 404)
+    wait_until(lambda: quarantined(page(api_world, "xi")))
     got = api_world.call("GET", f"/api/v1/exceptions/{request_id}", alice).json()
     assert got["status"] == "expired"
     trail = api_world.call("GET", f"/api/v1/audit?subject=exception%20{request_id}&action=exception.expired", api_world.token("data-governance")).json()

@@ -56,9 +56,12 @@ def test_a_dependency_that_is_not_allowlisted_fails_the_install(pypi_world, tmp_
     assert result.returncode != 0
     assert "delta" in result.stderr
     assert "gamma" not in installed(python)
-    refused = httpx.get(pypi_world.index("prod") + "delta/")
-    assert refused.status_code == 404
-    assert refused.headers["X-Airlock-Reason"].startswith("blocked: delta is not on the prod allowlist; to ask for it, request an exception")
+    refused = httpx.get(pypi_world.index("prod") + "delta/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert refused.status_code == 200  # PEP 792: the project is quarantined here, so uv looks no further
+    reason = refused.headers["X-Airlock-Reason"]
+    assert reason.startswith("blocked: delta is not on the prod allowlist; to ask for it, request an exception")
+    assert refused.json()["project-status"] == {"status": "quarantined", "reason": reason}
+    assert refused.json()["files"] == [] and refused.json()["meta"]["api-version"] == "1.4"
 
 
 def test_odd_spellings_local_versions_yanks_and_requires_python(pypi_world, tmp_path):

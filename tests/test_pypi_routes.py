@@ -11,6 +11,8 @@ import time
 import httpx
 import pytest
 
+from tests.worlds import quarantined
+
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 
 
@@ -38,7 +40,11 @@ def test_json_page_lists_allowed_files_with_hashes_and_attributes(pypi_world):
     assert files["epsilon-1.1-py3-none-any.whl"]["hashes"] == {"sha256": hashlib.sha256(upstream_bytes).hexdigest()}
     assert files["epsilon-1.1-py3-none-any.whl"]["yanked"] == "broken build"
     assert "yanked" not in files["epsilon-1.0-py3-none-any.whl"]
-    assert files["epsilon-1.0-py3-none-any.whl"]["core-metadata"]
+    # PEP 700 from the upstream's own page; no PEP 658 metadata, as this upstream serves none
+    assert files["epsilon-1.1-py3-none-any.whl"]["size"] == len(upstream_bytes)
+    assert files["epsilon-1.1-py3-none-any.whl"]["upload-time"] == "2026-01-15T10:00:00.000000Z"
+    assert "core-metadata" not in files["epsilon-1.0-py3-none-any.whl"]
+    assert page(pypi_world, "epsilon").json()["versions"] == ["1.0", "1.1"]
     oldpy = {f["filename"]: f for f in page(pypi_world, "oldpy").json()["files"]}
     assert oldpy["oldpy-1.0-py3-none-any.whl"]["requires-python"] == "<3"
 
@@ -46,7 +52,8 @@ def test_json_page_lists_allowed_files_with_hashes_and_attributes(pypi_world):
 def test_html_page_keeps_pep503_attributes(pypi_world):
     body = page(pypi_world, "epsilon", accept="text/html").text
     assert 'data-yanked="broken build"' in body
-    assert 'data-core-metadata="true"' in body and 'data-dist-info-metadata="true"' in body
+    assert "data-core-metadata" not in body  # this upstream serves no metadata: none is advertised
+    assert '<meta name="pypi:repository-version" content="1.4">' in body
     assert "#sha256=" in body
     assert 'data-requires-python="&lt;3"' in page(pypi_world, "oldpy", accept="text/html").text
 
@@ -54,10 +61,10 @@ def test_html_page_keeps_pep503_attributes(pypi_world):
 def test_only_allowed_parseable_matching_files_are_listed(pypi_world):
     response = page(pypi_world, "alpha")
     names = sorted(f["filename"] for f in response.json()["files"])
-    # 1.0 is denied, 2.0 and 2.1rc1 are outside prod's range, the unparseable file is dropped
-    # (devpi itself already leaves evil-9.9 off alpha's page; test_pypi_simple covers Airlock's check)
+    # 1.0 is denied, 2.0 and 2.1rc1 are outside prod's range, the unparseable file is dropped, and
+    # evil-9.9 (on alpha's page upstream; devpi keeps it from a JSON page) is another project's file
     assert names == ["alpha-1.1-py3-none-any.whl", "alpha-1.1.tar.gz"]
-    assert response.headers["X-Airlock-Withheld"] == "4"
+    assert response.headers["X-Airlock-Withheld"] == "5"
     preprod = sorted(f["filename"] for f in page(pypi_world, "alpha", env="preprod").json()["files"])
     assert "alpha-2.1rc1-py3-none-any.whl" in preprod and "alpha-1.0-py3-none-any.whl" not in preprod
 
@@ -93,7 +100,8 @@ def test_denied_version_and_metadata_follow_the_files_decision(pypi_world):
     preprod_files = page(pypi_world, "alpha", env="preprod").json()["files"]
     relpaths = {f["filename"]: f["url"].split("/files/", 1)[1] for f in preprod_files}
     allowed = httpx.get(f"{pypi_world.url}/pypi/prod/files/{relpaths['alpha-1.1-py3-none-any.whl']}.metadata")
-    assert allowed.status_code == 200 and b"Version: 1.1" in allowed.content
+    assert allowed.status_code == 404  # this upstream serves no metadata, and the page advertises none
+    assert allowed.headers["X-Airlock-Reason"] == "no metadata is served for alpha-1.1-py3-none-any.whl: read it from the file"
     for denied in ("alpha-2.0-py3-none-any.whl", "alpha-2.1rc1-py3-none-any.whl"):
         for suffix in ("", ".metadata"):
             response = httpx.get(f"{pypi_world.url}/pypi/prod/files/{relpaths[denied]}{suffix}")
@@ -165,16 +173,16 @@ def test_devpi_is_not_reachable_through_the_public_port(pypi_world):
 def test_an_allowlist_edit_is_enforced_within_two_seconds(pypi_world):
     from tests.worlds import ALLOWLIST
 
-    assert page(pypi_world, "delta").status_code == 404
+    assert quarantined(page(pypi_world, "delta"))
     pypi_world.write_allowlist(ALLOWLIST + "  - {name: delta, environments: [prod], reason: approved in review, owner: ml}\n")
     try:
         started = time.monotonic()
-        while page(pypi_world, "delta").status_code != 200:
+        while quarantined(page(pypi_world, "delta")):
             assert time.monotonic() - started < 2.0, "the edit was not enforced within 2 s"
             time.sleep(0.05)
         pypi_world.write_allowlist(ALLOWLIST.replace("{name: beta,", "{name: beta, versions: '>=5',"))
         started = time.monotonic()
-        while page(pypi_world, "delta").status_code != 404 or page(pypi_world, "beta").json()["files"]:
+        while not quarantined(page(pypi_world, "delta")) or page(pypi_world, "beta").json()["files"]:
             assert time.monotonic() - started < 2.0, "the removal was not enforced within 2 s"
             time.sleep(0.05)
         # An invalid edit changes nothing: the previous allowlist stays in force.
@@ -182,7 +190,7 @@ def test_an_allowlist_edit_is_enforced_within_two_seconds(pypi_world):
         time.sleep(1.2)
         ready = httpx.get(f"{pypi_world.url}/readyz").json()
         assert ready["allowlist"]["rejected_edit"] and "unknown environment 'staging'" in ready["allowlist"]["rejected_edit"][0]
-        assert page(pypi_world, "delta").status_code == 404
+        assert quarantined(page(pypi_world, "delta"))
     finally:
         pypi_world.write_allowlist(ALLOWLIST)
         time.sleep(1.2)

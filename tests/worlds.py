@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,13 +16,15 @@ import httpx
 from typing import TYPE_CHECKING
 
 from tests.upstream.pypi import Release, Upstream
-from tests.upstream.servers import AirlockProcess, StaticServer
+from tests.upstream.servers import AirlockProcess, PypiIndexServer
 
 if TYPE_CHECKING:
     from tests.upstream.postgres import PostgresServer
     from tests.upstream.receiver import WebhookReceiver
 
 BIN = Path(sys.executable).parent
+UPSTREAM_INDEX_DELAY = 45.0
+"""Seconds the test upstream's project list takes: longer than devpi's upstream timeout."""
 
 
 def upstream_releases() -> list[Release]:
@@ -70,7 +73,7 @@ packages:
 @dataclass
 class PypiWorld:
     upstream: Upstream
-    upstream_server: StaticServer
+    upstream_server: PypiIndexServer
     airlock: AirlockProcess
     allowlists: Path
     tmp: Path
@@ -97,10 +100,12 @@ class PypiWorld:
 
 
 def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> PypiWorld:
-    upstream = Upstream(tmp / "upstream")
-    upstream.add(*upstream_releases())
+    # As the public PyPI (the one these machines reach): JSON pages with PEP 700 fields, no PEP 658
+    # files, and a project list far too slow to load first (devpi must ask for the project itself).
+    upstream = Upstream(tmp / "upstream", index_delay=UPSTREAM_INDEX_DELAY)
+    upstream.add(*(dataclasses.replace(release, metadata=False) for release in upstream_releases()))
     upstream.publish()
-    server = StaticServer(upstream.root).start()
+    server = PypiIndexServer(upstream.root).start()
     upstream.url = f"{server.url}/simple/"
     work = tmp / "airlock"
     allowlists = work / "allowlists"
@@ -192,6 +197,15 @@ def start_api_world(tmp: Path, backend: str) -> ApiWorld:
         "AIRLOCK_DATABASE_URL": database_url, "AIRLOCK_WEBHOOK_URLS": receiver.url, "AIRLOCK_WEBHOOK_SECRET": secret,
         "AIRLOCK_ADVISORIES": str(advisories), "AIRLOCK_MAX_EXCEPTION_DAYS": "120"})
     return ApiWorld(pypi, database_url, receiver, secret, {}, postgres)
+
+
+def quarantined(response: httpx.Response) -> bool:
+    """PEP 792: the page exists, lists nothing, and says why (how Airlock refuses a project)."""
+    if response.status_code != 200:
+        return False
+    if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
+        return response.json().get("project-status", {}).get("status") == "quarantined" and not response.json()["files"]
+    return '<meta name="pypi:project-status" content="quarantined">' in response.text and "<a " not in response.text
 
 
 def client_env(tmp: Path) -> dict[str, str]:

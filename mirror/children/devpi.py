@@ -93,7 +93,11 @@ class DevpiServer:
     def _ensure_index(self) -> None:
         """Create or update the mirror index so it follows the configured upstream."""
         wanted = {
-            "type": "mirror", "mirror_url": self.upstream, "mirror_provides_core_metadata": True,
+            # no_project_list: ask the upstream for a project directly, instead of loading its whole
+            # project list first (on a fresh server dir a slow list made devpi answer "no such project").
+            # provides_core_metadata: devpi fetches FILE.metadata from the upstream on request; Airlock
+            # asks for it only where the upstream's own page advertises it (mirror/pypi/metadata.py).
+            "type": "mirror", "mirror_url": self.upstream, "mirror_provides_core_metadata": True, "mirror_no_project_list": True,
             "mirror_cache_expiry": self.cache_expiry, "volatile": False,
         }
         auth = ("root", self._password_file.read_text().strip())

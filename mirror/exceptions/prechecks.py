@@ -86,6 +86,20 @@ def _get_metadata(url: str, timeout: float) -> tuple[int, str]:
     return response.status_code, response.text
 
 
+_WHEEL_LIMIT = 64 << 20
+
+
+def _fetch_wheel(url: str, timeout: float) -> bool:
+    """Have devpi fetch (and keep) a wheel of at most `_WHEEL_LIMIT` bytes; False when it is larger."""
+    received = 0
+    with _CLIENT.stream("GET", url, timeout=timeout) as response:
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received > _WHEEL_LIMIT:
+                return False
+    return True
+
+
 @dataclass
 class PrecheckContext:
     """What the checks consult; built once per allowlist (the service keeps it while the
@@ -228,8 +242,14 @@ def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str
     if newest_wheel is None or context.devpi_url is None:
         return _check("licence", "skipped", "no wheel with metadata to read")
     version, link = newest_wheel
+    file_url = f"{context.devpi_url}/{INDEX}/+f/{link.relpath}"
     try:
-        status, text = _get_metadata(f"{context.devpi_url}/{INDEX}/+f/{link.relpath}.metadata", context.timeout)
+        status, text = _get_metadata(f"{file_url}.metadata", context.timeout)
+        if status == 404:
+            # The upstream serves no PEP 658 file: once devpi holds the wheel, it reads METADATA from it.
+            if not _fetch_wheel(file_url, context.timeout):
+                return _check("licence", "skipped", f"{link.filename} is over {_WHEEL_LIMIT >> 20} MiB and its upstream serves no metadata")
+            status, text = _get_metadata(f"{file_url}.metadata", context.timeout)
     except httpx.HTTPError as exc:
         return _check("licence", "skipped", f"metadata unavailable ({exc.__class__.__name__})")
     if status != 200:

@@ -1,47 +1,177 @@
-"""Reading project pages from devpi, with a short reuse window and one fetch per project at a time.
+"""Project pages: devpi's links with the upstream's own facts, one fetch per project at a time.
 
-devpi already caches upstream for minutes; Airlock reuses devpi's answer for `ttl` seconds (2 s by
-default) so that a burst of installs does not parse the same 2,000-file page over and over. The
-policy is applied after this cache, on every request, so an allowlist change is never delayed.
+devpi caches the upstream's pages and files and keeps serving them when the upstream is down, but
+keeps no PEP 700 `size`/`upload-time`, no PEP 658 metadata hashes and no PEP 792 status; Airlock
+reads the upstream's page itself for those (`UpstreamFacts`, beside devpi's fetch, kept on disk so
+they survive an upstream outage) and merges them in (`upstream_page.with_upstream_facts`).
+
+devpi's answer is reused for `ttl` seconds (2 s by default) so that a burst of installs does not
+parse the same 2,000-file page over and over. The policy is applied after this cache, on every
+request, so an allowlist change is never delayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
+import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import httpx
 
 from mirror.children.devpi import INDEX
 from mirror.pypi.simple import JSON_V1, ProjectPage, parse_devpi_page
+from mirror.pypi.upstream_page import (
+    ACCEPT,
+    UnreadablePage,
+    UpstreamFile,
+    UpstreamPage,
+    parse_upstream_page,
+    with_upstream_facts,
+)
 
+log = logging.getLogger("airlock.pypi")
 _MAX_PROJECTS = 4096
+_MAX_UPSTREAM_PAGE = 64 << 20
+"""Bytes: the largest project pages on PyPI are a few MB of JSON; more is not a page."""
+_NEW_FILE_RECHECK = 60.0
+"""Seconds: when devpi lists a file the stored facts lack, ask the upstream again at most this often."""
 
 
 class PageUnavailable(Exception):
-    """devpi could not produce the page: the upstream is unreachable and nothing is cached."""
+    """No page can be served now (the upstream is unreachable and nothing is cached, or its page
+    cannot be read); the message says which, for a 503."""
 
 
 @dataclass
 class CachedPage:
     page: ProjectPage | None
-    """None: the upstream does not know the project."""
+    """None: the upstream does not know the project (`missing` says so)."""
     fetched_at: float
     digest: bytes = b""
-    """Hash of devpi's body: an unchanged page keeps its parsed and rendered forms."""
+    """Hash of what the page was built from: an unchanged page keeps its rendered forms."""
     rendered: dict[Any, Any] = field(default_factory=dict)
     """Filtered, rendered bodies by (environment, allowlist generation, media type)."""
+    missing: str = ""
 
 
-class DevpiPages:
-    def __init__(self, client: httpx.AsyncClient, ttl: float, upstream: str) -> None:
+@dataclass(frozen=True)
+class FactsAnswer:
+    status: str
+    """`found`, `missing` (the upstream answered 404), `unreachable` or `unreadable`."""
+    page: UpstreamPage | None = None
+    reason: str = ""
+
+
+class UpstreamFacts:
+    """The upstream's own project pages, parsed and checked, in memory and on disk."""
+
+    def __init__(self, client: httpx.AsyncClient, upstream: str, folder: Path, ttl: float) -> None:
+        self._client = client
+        self._upstream = upstream
+        self._folder = folder
+        self._ttl = ttl
+        self._memory: OrderedDict[str, tuple[float, UpstreamPage]] = OrderedDict()
+        self._asked: dict[str, float] = {}
+
+    def due(self, project: str, filenames: frozenset[str] = frozenset()) -> bool:
+        """True when the stored facts are missing, older than the TTL, or lack a file devpi lists
+        (an upload since: asked again at most once a minute)."""
+        stored = self._load(project)
+        now = time.time()
+        if stored is None or now - stored[0] >= self._ttl:
+            return now - self._asked.get(project, 0.0) >= 1.0
+        if filenames - stored[1].files.keys() - stored[1].withheld.keys():
+            return now - self._asked.get(project, 0.0) >= _NEW_FILE_RECHECK
+        return False
+
+    def stored(self, project: str) -> UpstreamPage | None:
+        found = self._load(project)
+        return found[1] if found else None
+
+    def stamp(self, project: str) -> float:
+        """When the stored facts were fetched (0: none): part of a page's identity."""
+        found = self._load(project)
+        return found[0] if found else 0.0
+
+    async def fetch(self, project: str) -> FactsAnswer:
+        self._asked[project] = time.time()
+        url = f"{self._upstream}{project}/"
+        try:
+            async with self._client.stream("GET", url, headers={"Accept": ACCEPT}, follow_redirects=True) as response:
+                if response.status_code == 404:
+                    return FactsAnswer("missing", reason=f"the upstream index has no project {project}")
+                if response.status_code != 200:
+                    return FactsAnswer("unreachable", reason=f"the upstream index answered HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_UPSTREAM_PAGE:
+                        return FactsAnswer("unreadable", reason=f"the upstream's page is over {_MAX_UPSTREAM_PAGE >> 20} MiB")
+                content_type = response.headers.get("content-type", "")
+        except httpx.HTTPError as exc:
+            return FactsAnswer("unreachable", reason=f"the upstream index is unreachable ({exc.__class__.__name__})")
+        try:
+            page = parse_upstream_page(bytes(body), content_type, url)
+        except UnreadablePage as exc:
+            log.warning("withholding %s: %s", project, exc, extra={"project": project})
+            return FactsAnswer("unreadable", reason=str(exc))
+        await asyncio.to_thread(self._save, project, page)
+        return FactsAnswer("found", page)
+
+    def _load(self, project: str) -> tuple[float, UpstreamPage] | None:
+        found = self._memory.get(project)
+        if found is None:
+            try:
+                data = json.loads((self._folder / f"{project}.json").read_bytes())
+                page = UpstreamPage(data["name"], {name: UpstreamFile(**entry) for name, entry in data["files"].items()},
+                                    data["withheld"], data["status"], data["status_reason"])
+                found = (float(data["fetched"]), page)
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            self._remember(project, found)
+        self._memory.move_to_end(project)
+        return found
+
+    def _save(self, project: str, page: UpstreamPage) -> None:
+        fetched = time.time()
+        self._remember(project, (fetched, page))
+        self._folder.mkdir(parents=True, exist_ok=True)
+        document = {"name": page.name, "fetched": fetched, "files": {n: asdict(f) for n, f in page.files.items()},
+                    "withheld": dict(page.withheld), "status": page.status, "status_reason": page.status_reason}
+        temporary = self._folder / f".{project}.{os.getpid()}.tmp"
+        temporary.write_text(json.dumps(document, separators=(",", ":")))
+        temporary.replace(self._folder / f"{project}.json")
+
+    def _remember(self, project: str, entry: tuple[float, UpstreamPage]) -> None:
+        self._memory[project] = entry
+        self._memory.move_to_end(project)
+        while len(self._memory) > _MAX_PROJECTS:
+            self._memory.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class MetadataView:
+    """What the page merge needs from the metadata store (`mirror.pypi.metadata`)."""
+
+    extract: bool
+    hashes: Callable[[], dict[str, str]]
+    distrusted: Callable[[], frozenset[str]]
+    version: Callable[[], int]
+
+
+class ProjectPages:
+    def __init__(self, client: httpx.AsyncClient, ttl: float, facts: UpstreamFacts, metadata: MetadataView) -> None:
         self._client = client
         self._ttl = ttl
-        self._upstream = upstream
+        self._facts = facts
+        self._metadata = metadata
         self._cache: OrderedDict[str, CachedPage] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[CachedPage]] = {}
 
@@ -51,56 +181,73 @@ class DevpiPages:
         if cached is not None and not fresh and time.monotonic() - cached.fetched_at < self._ttl:
             self._cache.move_to_end(project)
             return cached
-        pending = self._inflight.get(project)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[CachedPage] = asyncio.get_running_loop().create_future()
-        self._inflight[project] = future
-        try:
-            result = await self._fetch(project)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._inflight[project]
+        return await run_once(self._inflight, project, lambda: self._fetch(project))
+
+    def forget(self, project: str) -> None:
+        """Drop the reused page (its metadata was found untrustworthy): the next request rebuilds it."""
+        self._cache.pop(project, None)
 
     async def _fetch(self, project: str) -> CachedPage:
+        facts_task = asyncio.create_task(self._facts.fetch(project)) if self._facts.due(project) else None
         try:
             response = await self._client.get(f"/{INDEX}/+simple/{project}/", headers={"Accept": JSON_V1})
         except httpx.HTTPError as exc:
             raise PageUnavailable(f"the PyPI cache (devpi) did not answer: {exc.__class__.__name__}") from None
-        if response.status_code == 404:
-            await self._confirm_not_found(project)
-            entry = CachedPage(None, time.monotonic())
-        elif response.status_code == 200:
-            digest = hashlib.blake2b(response.content, digest_size=16).digest()
-            previous = self._cache.get(project)
-            if previous is not None and previous.digest == digest:
-                previous.fetched_at = time.monotonic()
-                return previous
-            try:
-                entry = CachedPage(parse_devpi_page(response.content), time.monotonic(), digest)
-            except ValueError:
-                raise PageUnavailable("the PyPI cache (devpi) returned a page Airlock cannot read") from None
-        else:
-            raise PageUnavailable(
-                f"the upstream index is unreachable and {project} is not cached (devpi answered {response.status_code})"
-            )
+        finally:
+            answer = await facts_task if facts_task is not None else None
+        if response.status_code != 200:
+            # devpi has nothing to serve: a 404 must mean "no such project", so the upstream itself says
+            answer = answer or await self._facts.fetch(project)
+            if answer.status == "missing":
+                return self._keep(project, CachedPage(None, time.monotonic(), missing=answer.reason))
+            if answer.status == "found":
+                raise PageUnavailable(f"the PyPI cache (devpi) could not load {project} although the upstream lists it "
+                                      f"(devpi answered {response.status_code})")
+            raise PageUnavailable(f"{answer.reason}, and {project} is not cached")
+        if answer is not None and answer.status == "unreadable":
+            raise PageUnavailable(f"the upstream's page for {project} cannot be read ({answer.reason}); Airlock withholds it")
+        try:
+            devpi_page = parse_devpi_page(response.content)
+        except ValueError:
+            raise PageUnavailable("the PyPI cache (devpi) returned a page Airlock cannot read") from None
+        if answer is None and self._facts.due(project, frozenset(f.filename for f in devpi_page.files)):
+            answer = await self._facts.fetch(project)  # devpi lists a file the stored facts do not know
+        upstream = answer.page if answer is not None and answer.page is not None else self._facts.stored(project)
+        metadata = self._metadata
+        digest = hashlib.blake2b(response.content, digest_size=16)
+        digest.update(f"{self._facts.stamp(project)}:{metadata.version()}".encode())
+        previous = self._cache.get(project)
+        if previous is not None and previous.digest == digest.digest():
+            previous.fetched_at = time.monotonic()
+            return previous
+        page = with_upstream_facts(devpi_page, upstream, extract_metadata=metadata.extract,
+                                   metadata_hashes=metadata.hashes(), distrusted=metadata.distrusted())
+        for filename, why in page.withheld:
+            log.warning("withholding %r of %s: %s", filename[:120], project, why, extra={"project": project})
+        return self._keep(project, CachedPage(page, time.monotonic(), digest.digest()))
+
+    def _keep(self, project: str, entry: CachedPage) -> CachedPage:
         self._cache[project] = entry
         self._cache.move_to_end(project)
         while len(self._cache) > _MAX_PROJECTS:
             self._cache.popitem(last=False)
         return entry
 
-    async def _confirm_not_found(self, project: str) -> None:
-        """devpi answers 404 for an uncached project when the upstream is down; a 404 must mean
-        "no such project", so ask the upstream itself (headers only, nothing is served from it)."""
-        try:
-            probe = await self._client.head(f"{self._upstream}{project}/", follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise PageUnavailable(f"the upstream index is unreachable ({exc.__class__.__name__}) and {project} is not cached") from None
-        if probe.status_code >= 500:
-            raise PageUnavailable(f"the upstream index is failing (HTTP {probe.status_code}) and {project} is not cached")
+
+async def run_once(inflight: dict[str, asyncio.Future], key: str, work: Callable[[], Awaitable[Any]]) -> Any:
+    """Run `work` once for concurrent callers with the same key; they all get its result or error."""
+    pending = inflight.get(key)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future = asyncio.get_running_loop().create_future()
+    inflight[key] = future
+    try:
+        result = await work()
+        future.set_result(result)
+        return result
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: waiters re-raise it themselves
+        raise
+    finally:
+        del inflight[key]

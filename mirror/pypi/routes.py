@@ -8,9 +8,10 @@ parses to that project, and the policy allows its version — checked again on e
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+import hashlib
+import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, AsyncIterator
 
 import httpx
 from fastapi import APIRouter, Depends, Request
@@ -19,10 +20,13 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 
 from mirror.children.devpi import INDEX
 from mirror.policy import Allowlist, Ecosystem
-from mirror.pypi.pages import CachedPage, DevpiPages, PageUnavailable
+from mirror.pypi.metadata import CoreMetadata, MetadataRefused
+from mirror.pypi.pages import CachedPage, PageUnavailable, ProjectPages
 from mirror.pypi.simple import (
     JSON_V1,
     TEXT_HTML,
+    FileLink,
+    ProjectStatus,
     allowed_files,
     negotiate,
     parse_filename,
@@ -32,28 +36,32 @@ from mirror.pypi.simple import (
     safe_relpath,
 )
 from mirror.observability import DECISIONS, UPSTREAM_ERRORS
-from mirror.refusals import REASON_HEADER, refusal
+from mirror.refusals import REASON_HEADER, header_safe, refusal
 
 router = APIRouter(prefix="/pypi/{env}", tags=["pypi"])
+log = logging.getLogger("airlock.refusals")
 _PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _NORMALIZE = re.compile(r"[-_.]+")
 _PASSED_HEADERS = ("content-type", "content-length", "etag", "last-modified", "cache-control")
 _IMMUTABLE = "max-age=365000000, immutable, public"
-_METADATA_LIMIT = 1 << 20
 _SMALL_FILE = 1 << 20
-_METADATA_ENTRIES = 4096
 
 
 def current_allowlist(request: Request) -> Allowlist:
     return request.app.state.policy.current()
 
 
-def devpi_pages(request: Request) -> DevpiPages:
+def project_pages(request: Request) -> ProjectPages:
     return request.app.state.pypi_pages
 
 
+def core_metadata(request: Request) -> CoreMetadata:
+    return request.app.state.pypi_metadata
+
+
 AllowlistDep = Annotated[Allowlist, Depends(current_allowlist)]
-PagesDep = Annotated[DevpiPages, Depends(devpi_pages)]
+PagesDep = Annotated[ProjectPages, Depends(project_pages)]
+MetadataDep = Annotated[CoreMetadata, Depends(core_metadata)]
 
 
 def _unknown_environment(allowlist: Allowlist, env: str) -> Response | None:
@@ -94,30 +102,40 @@ async def project_page(env: str, project: str, request: Request, allowlist: Allo
     if problem is not None:
         return problem
     if not _PROJECT.match(project):
-        return refusal(404, f"{project!r} is not a valid project name", route="pypi", subject=project)
+        return refusal(404, f"{project[:200]!r} is not a valid project name", route="pypi", subject=project[:200])
     normalized = _normalized(project)
     if normalized != project:
         return RedirectResponse(f"../{normalized}/", status_code=301)
+    media = negotiate(request.headers.get("accept", "")) or TEXT_HTML
     listed = allowlist.decide_name(Ecosystem.PYPI, env, project)
     DECISIONS.labels("pypi", env, "allowed" if listed.allowed else "blocked").inc()
     if not listed.allowed:
-        return refusal(404, listed.reason, route="pypi", subject=project)
+        # PEP 792: a page that exists and serves nothing, so uv's first-index strategy stops here
+        # instead of trying another index; installers that show the status print the reason.
+        return _quarantined(project, media, listed.reason)
     try:
         cached = await pages.get(project)
     except PageUnavailable as exc:
         UPSTREAM_ERRORS.labels("pypi").inc()
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi", subject=project)
     if cached.page is None:
-        return refusal(404, f"{project} is allowed for {env} but the upstream index has no such project", route="pypi", subject=project)
-    media = negotiate(request.headers.get("accept", "")) or TEXT_HTML
-    body, withheld = _rendered(cached, allowlist, env, project, media)
+        return refusal(404, f"{project} is allowed for {env}, but {cached.missing or 'the upstream index has no such project'}",
+                       route="pypi", subject=project)
+    body, withheld, reason = _rendered(cached, allowlist, env, project, media)
     headers = {"Vary": "Accept", "X-Airlock-Withheld": str(withheld)}
-    if withheld:
-        headers[REASON_HEADER] = f"{withheld} file(s) of {project} withheld: their versions are not allowed for {env} (airlock allowlist explain pypi {project}==VERSION --env {env})"
+    if reason:
+        headers[REASON_HEADER] = header_safe(reason)
     return Response(body, media_type=media, headers=headers)
 
 
-def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, media: str) -> tuple[bytes, int]:
+def _quarantined(project: str, media: str, reason: str) -> Response:
+    log.info("refused pypi %s: %s", project, reason, extra={"status": 200, "route": "pypi", "subject": project})
+    status = ProjectStatus("quarantined", reason)
+    body = render_json(project, [], status) if media == JSON_V1 else render_html(project, [], status)
+    return Response(body, media_type=media, headers={"Vary": "Accept", REASON_HEADER: header_safe(reason), "X-Airlock-Withheld": "0"})
+
+
+def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, media: str) -> tuple[bytes, int, str]:
     """Filter and render once per (page, environment, allowlist generation, media type)."""
     key = (env, allowlist.generation, media)
     found = cached.rendered.get(key)
@@ -125,18 +143,34 @@ def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, 
         page = cached.page
         assert page is not None
         files = allowed_files(page, project, lambda version: allowlist.decide(Ecosystem.PYPI, env, project, version).allowed)
-        body = render_json(project, files) if media == JSON_V1 else render_html(project, files)
-        found = cached.rendered[key] = (body, len(page.files) - len(files))
+        withheld = len(page.files) - len(files) + len(page.withheld)
+        reasons = []
+        if len(page.files) > len(files):
+            reasons.append(f"{len(page.files) - len(files)} file(s) of {project} withheld: their versions are not allowed "
+                           f"for {env} (airlock allowlist explain pypi {project}==VERSION --env {env})")
+        if page.withheld:
+            reasons.append(f"{len(page.withheld)} file(s) withheld: {page.withheld[0][1]}")
+        reason = "; ".join(reasons)
+        status = ProjectStatus()
+        if page.status == "quarantined":
+            status = ProjectStatus("quarantined", page.status_reason)
+            reason = page.status_reason or reason
+        elif not files and withheld:
+            status = ProjectStatus("quarantined", f"nothing of {project} is allowed for {env}: {reason}")
+        body = render_json(project, files, status) if media == JSON_V1 else render_html(project, files, status)
+        found = cached.rendered[key] = (body, withheld, reason)
     return found
 
 
-@router.get("/files/{project}/{relpath:path}", summary="A package file (or its PEP 658 metadata), if allowed")
-async def package_file(env: str, project: str, relpath: str, request: Request, allowlist: AllowlistDep, pages: PagesDep) -> Response:
+@router.api_route("/files/{project}/{relpath:path}", methods=["GET", "HEAD"],
+                  summary="A package file (or its PEP 658 metadata), if allowed; byte ranges for files Airlock holds")
+async def package_file(env: str, project: str, relpath: str, request: Request, allowlist: AllowlistDep, pages: PagesDep,
+                       metadata: MetadataDep) -> Response:
     problem = _unknown_environment(allowlist, env)
     if problem is not None:
         return problem
     if not _PROJECT.match(project) or _normalized(project) != project or not safe_relpath(relpath):
-        return refusal(404, "no such file: file URLs come from the project pages", route="pypi-files", subject=relpath)
+        return refusal(404, "no such file: file URLs come from the project pages", route="pypi-files", subject=relpath[:300])
     filename = relpath.rsplit("/", 1)[-1]
     file_relpath = relpath.removesuffix(".metadata")
     parsed = parse_filename(file_relpath.rsplit("/", 1)[-1])
@@ -148,24 +182,36 @@ async def package_file(env: str, project: str, relpath: str, request: Request, a
         return refusal(404, decision.reason, route="pypi-files", subject=filename)
     try:
         cached = await pages.get(project)
-        if cached.page is None or file_relpath not in cached.page.relpaths:
+        if cached.page is None or cached.page.link(file_relpath) is None:
             cached = await pages.get(project, fresh=True)
     except PageUnavailable as exc:
         UPSTREAM_ERRORS.labels("pypi").inc()
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi-files", subject=filename)
-    if cached.page is None or file_relpath not in cached.page.relpaths:
+    link = cached.page.link(file_relpath) if cached.page is not None else None
+    if link is None:
         return refusal(404, f"{filename} is not listed on {project}'s page upstream", route="pypi-files", subject=filename)
-    metadata_cache: OrderedDict[str, bytes] = request.app.state.pypi_metadata
-    if relpath in metadata_cache:
-        metadata_cache.move_to_end(relpath)
-        return Response(metadata_cache[relpath], media_type="application/octet-stream", headers={"Cache-Control": _IMMUTABLE})
+    if relpath.endswith(".metadata"):
+        if not link.core_metadata:
+            return refusal(404, f"no metadata is served for {link.filename}: read it from the file", route="pypi-files", subject=filename)
+        try:
+            body = await metadata.get(link)
+        except MetadataRefused as exc:
+            if exc.status == 502:
+                pages.forget(project)
+            return refusal(exc.status, exc.reason, route="pypi-files", subject=filename)
+        return Response(body, media_type="application/octet-stream", headers={"Cache-Control": _IMMUTABLE})
     stored = _stored_file(request, relpath)
     if stored is not None:
         headers = {"Cache-Control": _IMMUTABLE}
-        if stored.stat().st_size <= _SMALL_FILE:  # one read beats FileResponse's threaded chunks
-            return Response(stored.read_bytes(), media_type="application/octet-stream", headers=headers)
+        if stored.stat().st_size <= _SMALL_FILE and "range" not in request.headers and request.method == "GET":
+            # one read beats FileResponse's threaded chunks
+            return Response(stored.read_bytes(), media_type="application/octet-stream", headers={**headers, "Accept-Ranges": "bytes"})
         return FileResponse(stored, media_type="application/octet-stream", headers=headers)
-    return await _stream_from_devpi(request, f"/{INDEX}/+f/{relpath}", filename)
+    if request.method == "HEAD":
+        # Not held yet: no byte ranges (uv then downloads the whole file, which devpi keeps)
+        length = {"Content-Length": str(link.size)} if link.size is not None else {}
+        return Response(b"", media_type="application/octet-stream", headers=length)
+    return await _stream_from_devpi(request, link)
 
 
 def _stored_file(request: Request, relpath: str) -> Path | None:
@@ -176,16 +222,17 @@ def _stored_file(request: Request, relpath: str) -> Path | None:
     Serving it from disk skips a second HTTP hop; anything not yet stored goes through devpi.
     """
     root: Path | None = request.app.state.devpi_files
-    if root is None or relpath.endswith(".metadata"):
+    if root is None:
         return None
     path = root / relpath
     return path if path.is_file() else None
 
 
-async def _stream_from_devpi(request: Request, path: str, filename: str) -> Response:
+async def _stream_from_devpi(request: Request, link: FileLink) -> Response:
     client: httpx.AsyncClient = request.app.state.devpi_client
+    filename = link.filename
     try:
-        upstream = await client.send(client.build_request("GET", path), stream=True)
+        upstream = await client.send(client.build_request("GET", f"/{INDEX}/+f/{link.relpath}"), stream=True)
     except httpx.HTTPError as exc:
         return refusal(503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again", route="pypi-files", subject=filename)
     if upstream.status_code != 200:
@@ -195,13 +242,26 @@ async def _stream_from_devpi(request: Request, path: str, filename: str) -> Resp
         return refusal(503, f"{filename}: the upstream index is unreachable and the file is not cached (devpi answered {upstream.status_code})",
                        route="pypi-files", subject=filename)
     headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
-    if path.endswith(".metadata") and int(upstream.headers.get("content-length", _METADATA_LIMIT + 1)) <= _METADATA_LIMIT:
-        # Metadata is small and immutable (its path carries the file's hash): keep it in memory.
-        body = await upstream.aread()
-        await upstream.aclose()
-        cache: OrderedDict[str, bytes] = request.app.state.pypi_metadata
-        cache[path.split("/+f/", 1)[1]] = body
-        while len(cache) > _METADATA_ENTRIES:
-            cache.popitem(last=False)
-        return Response(body, headers=headers)
-    return StreamingResponse(upstream.aiter_raw(), headers=headers, background=BackgroundTask(upstream.aclose))
+    return StreamingResponse(_verified(upstream.aiter_raw(), link), headers=headers, background=BackgroundTask(upstream.aclose))
+
+
+class HashMismatch(Exception):
+    """A file's bytes do not have the sha256 its page gives: the response is cut short."""
+
+
+async def _verified(chunks: AsyncIterator[bytes], link: FileLink) -> AsyncIterator[bytes]:
+    """Stream `chunks`, holding the last one back until the whole file's sha256 is known: a file
+    whose hash is not the page's never reaches a client whole (the connection ends short of it)."""
+    digest = hashlib.sha256()
+    held: bytes | None = None
+    async for chunk in chunks:
+        if held is not None:
+            yield held
+        digest.update(chunk)
+        held = chunk
+    if link.sha256 and digest.hexdigest() != link.sha256:
+        log.warning("cut %s short: its sha256 %s is not the page's %s (the upstream serves other bytes than it lists)",
+                    link.filename, digest.hexdigest(), link.sha256)
+        raise HashMismatch(link.filename)
+    if held is not None:
+        yield held

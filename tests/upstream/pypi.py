@@ -1,7 +1,13 @@
-"""Build what a PyPI upstream serves — real wheels, sdists, PEP 658 metadata, PEP 503 pages.
+"""Build what a PyPI upstream serves — real wheels, sdists, PEP 658 metadata, PEP 503/691 pages.
 
-Used by the tests and by `bench/pypi.py`. Everything is written to a folder that a static HTTP
-server publishes, laid out as `simple/{project}/index.html` and `files/{filename}`.
+Used by the tests and by `bench/pypi.py`. Everything is written to a folder laid out as
+`simple/{project}/index.html` (PEP 503), `simple/{project}/index.json` (PEP 691 with PEP 700 `size`,
+`upload-time` and `versions`) and `files/{filename}`; `tests.upstream.pypi_index` serves it as an
+index does (JSON or HTML by Accept, byte ranges), a static server as a plain mirror does.
+
+Each release chooses its quirks: whether the upstream serves PEP 658 metadata for it (the public
+PyPI does; the one reachable here, Artifactory remotes and static mirrors often do not), a yank
+reason, a hash on the page that does not match the file or its metadata.
 """
 
 from __future__ import annotations
@@ -10,12 +16,24 @@ import base64
 import hashlib
 import html
 import io
+import json
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
+
+
+def parse_filename(filename: str):
+    """(name, version) of a wheel or sdist file name; None for anything else."""
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[:2]
+        return parse_sdist_filename(filename)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,13 @@ class Release:
     listed_under: str | None = None
     """Put the file on another project's page (to test mismatched names)."""
     licence: str | None = "MIT"
+    metadata: bool = True
+    """Whether the upstream serves `FILE.whl.metadata` (PEP 658) and advertises it, with its hash."""
+    upload_time: str | None = "2026-01-15T10:00:00.000000Z"
+    """PEP 700 upload time on the JSON page; None: the page gives none."""
+    lie: str | None = None
+    """`hash`: the page's sha256 is not the file's; `metadata-hash`: the metadata's hash on the page is
+    not that of the metadata served (a broken or hostile upstream)."""
 
     @property
     def filename(self) -> str:
@@ -117,6 +142,14 @@ class Upstream:
     root: Path
     releases: list[Release] = field(default_factory=list)
     url: str = ""
+    html_only: set[str] = field(default_factory=set)
+    """Projects whose page is PEP 503 HTML only (no JSON: no size, no upload time), as a static mirror's."""
+    raw_pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    """Project -> (content type, body) served as written: malformed or hostile pages."""
+    index_delay: float = 0.0
+    """Seconds the project list (`/simple/`) takes: PyPI's is hundreds of thousands of names."""
+    page_delays: dict[str, float] = field(default_factory=dict)
+    """Seconds a project's page takes (an upstream that is slow or hangs)."""
 
     def add(self, *releases: Release) -> None:
         self.releases.extend(releases)
@@ -125,30 +158,47 @@ class Upstream:
         """Write files, `.metadata` companions and every page (idempotent)."""
         files = self.root / "files"
         files.mkdir(parents=True, exist_ok=True)
-        pages: dict[str, list[str]] = {}
+        pages: dict[str, list[tuple[str, dict]]] = {}
         for release in self.releases:
             data = build_wheel(release) if release.kind == "wheel" else build_sdist(release)
             (files / release.filename).write_bytes(data)
-            digest = hashlib.sha256(data).hexdigest()
+            digest = hashlib.sha256(data if release.lie != "hash" else data + b"lie").hexdigest()
             attributes = [f'href="../../files/{release.filename}#sha256={digest}"']
-            if release.kind == "wheel":
+            entry: dict = {"filename": release.filename, "url": f"../../files/{release.filename}", "hashes": {"sha256": digest},
+                           "size": len(data)}
+            if release.upload_time is not None:
+                entry["upload-time"] = release.upload_time
+            if release.kind == "wheel" and release.metadata:
                 metadata = _metadata(release).encode()
                 (files / f"{release.filename}.metadata").write_bytes(metadata)
-                attributes.append(f'data-dist-info-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"')
-                attributes.append(f'data-core-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"')
+                advertised = hashlib.sha256(metadata if release.lie != "metadata-hash" else metadata + b"lie").hexdigest()
+                attributes.append(f'data-dist-info-metadata="sha256={advertised}" data-core-metadata="sha256={advertised}"')
+                entry["core-metadata"] = entry["dist-info-metadata"] = {"sha256": advertised}
             if release.requires_python:
                 attributes.append(f'data-requires-python="{html.escape(release.requires_python)}"')
+                entry["requires-python"] = release.requires_python
             if release.yanked is not None:
                 attributes.append(f'data-yanked="{html.escape(release.yanked)}"')
-            pages.setdefault(release.page, []).append(f"<a {' '.join(attributes)}>{release.filename}</a><br>")
+                entry["yanked"] = release.yanked or True
+            pages.setdefault(release.page, []).append((f"<a {' '.join(attributes)}>{release.filename}</a><br>", entry))
         simple = self.root / "simple"
         for project, links in pages.items():
             (simple / project).mkdir(parents=True, exist_ok=True)
             (simple / project / "index.html").write_text(
-                f"<!DOCTYPE html><html><body><h1>Links for {project}</h1>\n" + "\n".join(links) + "\n</body></html>\n"
+                f"<!DOCTYPE html><html><body><h1>Links for {project}</h1>\n" + "\n".join(link for link, _ in links) + "\n</body></html>\n"
             )
-        index = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(pages))
+            if project in self.html_only:
+                (simple / project / "index.json").unlink(missing_ok=True)
+                continue
+            versions = sorted({str(parse_filename(e["filename"])[1]) for _, e in links if parse_filename(e["filename"])}, key=Version)
+            (simple / project / "index.json").write_text(json.dumps(
+                {"meta": {"api-version": "1.1"}, "name": project, "files": [e for _, e in links], "versions": versions}))
+        for project, (content_type, body) in self.raw_pages.items():
+            (simple / project).mkdir(parents=True, exist_ok=True)
+            (simple / project / "raw").write_bytes(content_type.encode() + b"\n" + body)
+        index = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(set(pages) | set(self.raw_pages)))
         (simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{index}</body></html>\n")
+        (self.root / "_server.json").write_text(json.dumps({"index_delay": self.index_delay, "page_delays": self.page_delays}))
 
     def file_bytes(self, filename: str) -> bytes:
         return (self.root / "files" / filename).read_bytes()

@@ -70,15 +70,29 @@ class StaticServer(LoopbackServer):
     """False: `python -m http.server`, a new connection per request; True: `tests.upstream.static_http`,
     HTTP/1.1 keep-alive as a CDN serves (the conda benchmark: thousands of small files)."""
 
+    def served(self) -> list[str]:
+        """`python -m` arguments of the server."""
+        if self.keep_alive:
+            return ["tests.upstream.static_http", str(self.port), str(self.directory.resolve())]
+        return ["http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.directory.resolve())]
+
     def start(self) -> "StaticServer":
-        served = ["tests.upstream.static_http", str(self.port), str(self.directory.resolve())] if self.keep_alive else \
-            ["http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.directory.resolve())]
+        served = self.served()
         self.process = subprocess.Popen(
             [sys.executable, "-m", *served], cwd=Path(__file__).resolve().parents[2],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(self.url + "/", process=self.process)
         return self
+
+
+@dataclass
+class PypiIndexServer(StaticServer):
+    """`tests.upstream.pypi_index` over an `Upstream` folder: JSON or HTML by Accept, byte ranges,
+    raw and HTML-only pages, a project list as slow as `_server.json` says."""
+
+    def served(self) -> list[str]:
+        return ["tests.upstream.pypi_index", str(self.port), str(self.directory.resolve())]
 
 
 @dataclass
