@@ -97,11 +97,15 @@ def create_app(parts: Parts) -> FastAPI:
                 app.state.devpi_client = client
                 app.state.registry_client = registry_client
                 pypi_data = settings.data_dir / "pypi"
-                metadata = CoreMetadata(pypi_data / "metadata", client, parts.devpi_files, extract=settings.pypi_metadata == "extract")
+                metadata = CoreMetadata(pypi_data / "metadata", parts.devpi_files,
+                                        extract=settings.pypi_metadata == "extract", timeout=settings.upstream_timeout)
                 facts = UpstreamFacts(upstream_client, settings.pypi_upstream, pypi_data / "upstream", settings.devpi_cache_expiry)
                 app.state.pypi_metadata = metadata
                 app.state.pypi_pages = ProjectPages(client, settings.pypi_page_ttl, facts, metadata.view())
-                yield
+                try:
+                    yield
+                finally:
+                    metadata.close()
         finally:
             REGISTRY.unregister(app.state.metrics_collector)
             parts.on_stop()

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     database_password_file: Path | None = Field(None, description="file holding the database password (a Docker/compose secret), kept out of the URL")
     pypi_upstream: str = Field("https://pypi.org/simple/", description="PEP 503/691 index devpi mirrors")
     pypi_page_ttl: float = Field(2.0, ge=0, le=300, description="seconds Airlock reuses devpi's answer for a project page")
-    pypi_metadata: str = Field("upstream", pattern="^(upstream|extract)$",
+    pypi_metadata: str = Field("extract", pattern="^(upstream|extract)$",
                                description="PEP 658 metadata: `upstream` serves it where the upstream does; `extract` also reads it from the wheels of an upstream without it")
     devpi_cache_expiry: int = Field(1800, ge=0, description="seconds devpi reuses upstream's project pages")
     upstream_timeout: float = Field(30.0, gt=0, description="seconds to wait for devpi or an upstream")

@@ -111,8 +111,9 @@ def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> Pypi
     allowlists = work / "allowlists"
     allowlists.mkdir(parents=True)
     (allowlists / "pypi.yaml").write_text(ALLOWLIST)
+    # Metadata only where the upstream serves it (tests/test_pypi_upstreams.py covers the default, extract)
     env = {"AIRLOCK_PYPI_UPSTREAM": upstream.url, "AIRLOCK_DATA_DIR": str(work / "data"),
-           "AIRLOCK_ALLOWLISTS": str(allowlists), **(extra_env or {})}
+           "AIRLOCK_ALLOWLISTS": str(allowlists), "AIRLOCK_PYPI_METADATA": "upstream", **(extra_env or {})}
     try:
         airlock = AirlockProcess(work, env).start()
     except BaseException:

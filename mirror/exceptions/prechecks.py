@@ -249,7 +249,11 @@ def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str
             # The upstream serves no PEP 658 file: once devpi holds the wheel, it reads METADATA from it.
             if not _fetch_wheel(file_url, context.timeout):
                 return _check("licence", "skipped", f"{link.filename} is over {_WHEEL_LIMIT >> 20} MiB and its upstream serves no metadata")
-            status, text = _get_metadata(f"{file_url}.metadata", context.timeout)
+            for _ in range(20):  # devpi files the fetched wheel a moment after the response ends
+                status, text = _get_metadata(f"{file_url}.metadata", context.timeout)
+                if status != 404:
+                    break
+                time.sleep(0.1)
     except httpx.HTTPError as exc:
         return _check("licence", "skipped", f"metadata unavailable ({exc.__class__.__name__})")
     if status != 200:

@@ -4,8 +4,9 @@ Where the upstream gives a hash, what Airlock serves must have it: the bytes com
 itself when devpi holds it (authoritative), else from the upstream's `.metadata` file through devpi,
 and are checked against the hash either way. A mismatch is refused with a reason, never served, and
 the file's metadata is no longer advertised (clients read the wheel instead). Without an upstream
-hash (`AIRLOCK_PYPI_METADATA=extract`), Airlock reads the `METADATA` member of the wheel devpi
-fetched and verified. Served metadata is kept in memory (bounded by count and bytes) and on disk.
+hash (`AIRLOCK_PYPI_METADATA=extract`), Airlock reads the `METADATA` member of the wheel itself: from
+devpi's verified copy when it holds one, else from the upstream's copy by byte ranges (as uv would),
+else from the whole wheel fetched through devpi and checked against the page's sha256. Served metadata is kept in memory (bounded by count and bytes) and on disk.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import os
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import httpx
 from packaging.utils import canonicalize_name
 
-from mirror.children.devpi import INDEX
 from mirror.pypi.pages import MetadataView, run_once
+from mirror.pypi.remote_wheel import RangeFile, RangesUnsupported
 from mirror.pypi.simple import FileLink, parse_filename
 
 log = logging.getLogger("airlock.pypi")
@@ -33,6 +35,9 @@ _MEMORY_ENTRIES = 4096
 _KNOWN_HASHES = 200_000
 
 
+FileOpener = Callable[[str], Awaitable[httpx.Response]]
+
+
 class MetadataRefused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -41,9 +46,9 @@ class MetadataRefused(Exception):
 
 
 class CoreMetadata:
-    def __init__(self, folder: Path, devpi: httpx.AsyncClient, stored_files: Path | None, extract: bool) -> None:
+    def __init__(self, folder: Path, stored_files: Path | None, extract: bool, timeout: float = 30.0) -> None:
         self._folder = folder
-        self._devpi = devpi
+        self._ranges = httpx.Client(timeout=timeout, follow_redirects=True, limits=httpx.Limits(max_connections=16))
         self._stored_files = stored_files
         self.extract = extract
         self._memory: OrderedDict[str, bytes] = OrderedDict()
@@ -53,23 +58,27 @@ class CoreMetadata:
         self._version = 0
         self._inflight: dict[str, asyncio.Future] = {}
 
+    def close(self) -> None:
+        self._ranges.close()
+
     def view(self) -> MetadataView:
         return MetadataView(self.extract, lambda: self._hashes, lambda: frozenset(self._distrusted), lambda: self._version)
 
-    async def get(self, link: FileLink) -> bytes:
-        """The metadata of `link` (a wheel the page advertises metadata for); raises MetadataRefused."""
+    async def get(self, link: FileLink, open_file: FileOpener) -> bytes:
+        """The metadata of `link` (a wheel the page advertises metadata for); raises MetadataRefused.
+        `open_file(relpath)`: devpi's streaming response for a file (`ProjectPages.open_file`)."""
         found = self._memory.get(link.relpath)
         if found is not None:
             self._memory.move_to_end(link.relpath)
             return found
-        return await run_once(self._inflight, link.relpath, lambda: self._load(link))
+        return await run_once(self._inflight, link.relpath, lambda: self._load(link, open_file))
 
-    async def _load(self, link: FileLink) -> bytes:
+    async def _load(self, link: FileLink, open_file: FileOpener) -> bytes:
         on_disk = self._folder / f"{link.relpath}.metadata"
         try:
             body = await asyncio.to_thread(on_disk.read_bytes)
         except OSError:
-            body = await self._fetch(link)
+            body = await self._fetch(link, open_file)
             expected = link.core_metadata if isinstance(link.core_metadata, str) else None
             actual = hashlib.sha256(body).hexdigest()
             if expected is not None and actual != expected:
@@ -83,15 +92,21 @@ class CoreMetadata:
         self._remember(link.relpath, body)
         return body
 
-    async def _fetch(self, link: FileLink) -> bytes:
+    async def _fetch(self, link: FileLink, open_file: FileOpener) -> bytes:
         wheel = self._stored(link.relpath)
-        if wheel is None and not isinstance(link.core_metadata, str) and self.extract:
-            await self._store_wheel(link)  # devpi fetches and verifies the whole wheel
-            wheel = self._stored(link.relpath)
         if wheel is not None:
             return await asyncio.to_thread(read_wheel_metadata, wheel, link.filename)
+        if not isinstance(link.core_metadata, str) and self.extract:
+            if link.upstream_url and link.size:
+                try:
+                    return await asyncio.to_thread(self._from_ranges, link)
+                except (RangesUnsupported, httpx.HTTPError, MetadataRefused) as exc:
+                    log.info("reading %s's metadata by byte ranges failed (%s); fetching the whole wheel", link.filename, exc)
+            return await self._from_fetched_wheel(link, open_file)
         try:
-            response = await self._devpi.get(f"/{INDEX}/+f/{link.relpath}.metadata")
+            response = await open_file(f"{link.relpath}.metadata")
+            await response.aread()
+            await response.aclose()
         except httpx.HTTPError as exc:
             raise MetadataRefused(503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again") from None
         if response.status_code == 404:
@@ -100,16 +115,36 @@ class CoreMetadata:
             raise MetadataRefused(503, f"the metadata of {link.filename} is unavailable (devpi answered {response.status_code}); try again")
         return response.content
 
-    async def _store_wheel(self, link: FileLink) -> None:
+    def _from_ranges(self, link: FileLink) -> bytes:
+        """METADATA read from the upstream's copy of the wheel by byte ranges (a few KB, not the wheel)."""
+        assert link.upstream_url is not None and link.size is not None
+        return read_wheel_metadata(RangeFile(self._ranges, link.upstream_url, link.size), link.filename)
+
+    async def _from_fetched_wheel(self, link: FileLink, open_file: FileOpener) -> bytes:
+        """Fetch the whole wheel through devpi (which keeps it), check its sha256 against the page,
+        and read METADATA from the bytes fetched (devpi files its copy a moment later)."""
+        self._folder.mkdir(parents=True, exist_ok=True)
+        temporary = self._folder / f".{link.filename}.{os.getpid()}.{id(link)}.part"
+        digest = hashlib.sha256()
         try:
-            async with self._devpi.stream("GET", f"/{INDEX}/+f/{link.relpath}") as response:
+            response = await open_file(link.relpath)
+            try:
                 if response.status_code != 200:
-                    raise MetadataRefused(503 if response.status_code != 404 else 404,
+                    raise MetadataRefused(404 if response.status_code == 404 else 503,
                                           f"{link.filename} is unavailable upstream (devpi answered {response.status_code})")
-                async for _ in response.aiter_raw():
-                    pass
+                with open(temporary, "wb") as handle:
+                    async for chunk in response.aiter_raw():
+                        digest.update(chunk)
+                        handle.write(chunk)
+            finally:
+                await response.aclose()
+            if link.sha256 and digest.hexdigest() != link.sha256:
+                raise MetadataRefused(502, f"{link.filename} from the upstream does not have the sha256 its page gives; Airlock refuses it")
+            return await asyncio.to_thread(read_wheel_metadata, temporary, link.filename)
         except httpx.HTTPError as exc:
             raise MetadataRefused(503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again") from None
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def _stored(self, relpath: str) -> Path | None:
         if self._stored_files is None:
@@ -130,7 +165,7 @@ class CoreMetadata:
             self._memory_bytes -= len(self._memory.popitem(last=False)[1])
 
 
-def read_wheel_metadata(wheel: Path, filename: str) -> bytes:
+def read_wheel_metadata(wheel: Path | RangeFile, filename: str) -> bytes:
     """The `METADATA` member of a wheel's `.dist-info` (PEP 658: served byte for byte)."""
     parsed = parse_filename(filename)
     try:

@@ -32,6 +32,7 @@ from mirror.pypi.upstream_page import (
     UnreadablePage,
     UpstreamFile,
     UpstreamPage,
+    page_from_upstream,
     parse_upstream_page,
     with_upstream_facts,
 )
@@ -125,6 +126,10 @@ class UpstreamFacts:
         await asyncio.to_thread(self._save, project, page)
         return FactsAnswer("found", page)
 
+    async def open(self, url: str) -> httpx.Response:
+        """A streaming GET of a file the upstream's page lists (the caller closes it)."""
+        return await self._client.send(self._client.build_request("GET", url), stream=True, follow_redirects=True)
+
     def _load(self, project: str) -> tuple[float, UpstreamPage] | None:
         found = self._memory.get(project)
         if found is None:
@@ -174,6 +179,9 @@ class ProjectPages:
         self._metadata = metadata
         self._cache: OrderedDict[str, CachedPage] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[CachedPage]] = {}
+        self._ingesting: dict[str, asyncio.Task] = {}
+        self._warm: dict[str, asyncio.Task] = {}
+        self._warming = asyncio.Semaphore(4)
 
     async def get(self, project: str, *, fresh: bool = False) -> CachedPage:
         """The project's page; `fresh` skips the reuse window (a file missing from a cached page)."""
@@ -188,43 +196,99 @@ class ProjectPages:
         self._cache.pop(project, None)
 
     async def _fetch(self, project: str) -> CachedPage:
-        facts_task = asyncio.create_task(self._facts.fetch(project)) if self._facts.due(project) else None
+        """From the upstream's own page when Airlock has it (devpi's file paths follow from the
+        files' sha256, and devpi reads the page in the background); from devpi's cached page when
+        the upstream cannot be reached, or lists a file without a sha256."""
+        upstream = None
+        if self._facts.due(project):
+            answer = await self._facts.fetch(project)
+            if answer.status == "missing":
+                return self._keep(project, CachedPage(None, time.monotonic(), missing=answer.reason))
+            if answer.status == "unreadable":
+                raise PageUnavailable(f"the upstream's page for {project} cannot be read ({answer.reason}); Airlock withholds it")
+            if answer.status == "found":
+                self._ingest(project)
+            upstream = answer.page
+            unreachable = answer.reason if answer.status == "unreachable" else ""
+        else:
+            unreachable = ""
+        upstream = upstream or self._facts.stored(project)
+        page = page_from_upstream(upstream) if upstream is not None else None
+        if page is None:
+            return await self._from_devpi(project, upstream, unreachable)
+        return self._merged(project, page, upstream, b"")
+
+    async def _from_devpi(self, project: str, upstream: UpstreamPage | None, unreachable: str) -> CachedPage:
         try:
             response = await self._client.get(f"/{INDEX}/+simple/{project}/", headers={"Accept": JSON_V1})
         except httpx.HTTPError as exc:
             raise PageUnavailable(f"the PyPI cache (devpi) did not answer: {exc.__class__.__name__}") from None
-        finally:
-            answer = await facts_task if facts_task is not None else None
         if response.status_code != 200:
-            # devpi has nothing to serve: a 404 must mean "no such project", so the upstream itself says
-            answer = answer or await self._facts.fetch(project)
-            if answer.status == "missing":
-                return self._keep(project, CachedPage(None, time.monotonic(), missing=answer.reason))
-            if answer.status == "found":
-                raise PageUnavailable(f"the PyPI cache (devpi) could not load {project} although the upstream lists it "
-                                      f"(devpi answered {response.status_code})")
-            raise PageUnavailable(f"{answer.reason}, and {project} is not cached")
-        if answer is not None and answer.status == "unreadable":
-            raise PageUnavailable(f"the upstream's page for {project} cannot be read ({answer.reason}); Airlock withholds it")
+            if unreachable:
+                raise PageUnavailable(f"{unreachable}, and {project} is not cached")
+            raise PageUnavailable(f"the PyPI cache (devpi) could not load {project} (it answered {response.status_code})")
         try:
             devpi_page = parse_devpi_page(response.content)
         except ValueError:
             raise PageUnavailable("the PyPI cache (devpi) returned a page Airlock cannot read") from None
-        if answer is None and self._facts.due(project, frozenset(f.filename for f in devpi_page.files)):
-            answer = await self._facts.fetch(project)  # devpi lists a file the stored facts do not know
-        upstream = answer.page if answer is not None and answer.page is not None else self._facts.stored(project)
+        return self._merged(project, devpi_page, upstream, response.content)
+
+    def _merged(self, project: str, page: ProjectPage, upstream: UpstreamPage | None, devpi_body: bytes) -> CachedPage:
         metadata = self._metadata
-        digest = hashlib.blake2b(response.content, digest_size=16)
+        digest = hashlib.blake2b(devpi_body, digest_size=16)
         digest.update(f"{self._facts.stamp(project)}:{metadata.version()}".encode())
         previous = self._cache.get(project)
         if previous is not None and previous.digest == digest.digest():
             previous.fetched_at = time.monotonic()
             return previous
-        page = with_upstream_facts(devpi_page, upstream, extract_metadata=metadata.extract,
-                                   metadata_hashes=metadata.hashes(), distrusted=metadata.distrusted())
-        for filename, why in page.withheld:
+        merged = with_upstream_facts(page, upstream, extract_metadata=metadata.extract,
+                                     metadata_hashes=metadata.hashes(), distrusted=metadata.distrusted())
+        for filename, why in merged.withheld:
             log.warning("withholding %r of %s: %s", filename[:120], project, why, extra={"project": project})
-        return self._keep(project, CachedPage(page, time.monotonic(), digest.digest()))
+        return self._keep(project, CachedPage(merged, time.monotonic(), digest.digest()))
+
+    def _ingest(self, project: str) -> None:
+        """Have devpi read the project's page now, so that it knows the files when one is asked for."""
+        if project not in self._ingesting:
+            task = asyncio.create_task(self._client.get(f"/{INDEX}/+simple/{project}/", headers={"Accept": JSON_V1}))
+            self._ingesting[project] = task
+            task.add_done_callback(lambda done: (self._ingesting.pop(project, None), done.exception() if not done.cancelled() else None))
+
+    async def open_file(self, project: str, relpath: str, upstream_url: str | None = None) -> httpx.Response:
+        """A streaming response for the file at devpi's `+f/{relpath}` (the caller closes it).
+
+        devpi serves a file only once it has read a page that lists it. While it is still reading
+        one (a big project's page takes it a second or two), a file the upstream's page located is
+        fetched from the upstream itself — the caller checks its sha256 as for any file — and devpi
+        fetches its own copy once it has read the page. When devpi's cached page predates the file,
+        devpi is asked to read the page again (once)."""
+        pending = self._ingesting.get(project)
+        if pending is not None and upstream_url is not None:
+            self._warm_up(project, relpath, pending)
+            return await self._facts.open(upstream_url)
+        if pending is not None:
+            await asyncio.wait([pending])
+        for attempt in range(2):
+            response = await self._client.send(self._client.build_request("GET", f"/{INDEX}/+f/{relpath}"), stream=True)
+            if response.status_code != 404 or attempt:
+                return response
+            await response.aclose()
+            await self._client.post(f"/{INDEX}/+simple/{project}/refresh")
+        raise AssertionError("unreachable")
+
+    def _warm_up(self, project: str, relpath: str, ingestion: asyncio.Task) -> None:
+        """Once devpi has read the project's page, have it fetch and keep the file."""
+        async def fetch() -> None:
+            await asyncio.wait([ingestion])
+            async with self._warming:
+                async with self._client.stream("GET", f"/{INDEX}/+f/{relpath}") as response:
+                    async for _ in response.aiter_raw():
+                        pass
+
+        if relpath not in self._warm and len(self._warm) < _MAX_PROJECTS:
+            task = asyncio.create_task(fetch())
+            self._warm[relpath] = task
+            task.add_done_callback(lambda done: (self._warm.pop(relpath, None), done.exception() if not done.cancelled() else None))
 
     def _keep(self, project: str, entry: CachedPage) -> CachedPage:
         self._cache[project] = entry

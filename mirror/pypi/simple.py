@@ -50,6 +50,9 @@ class FileLink:
     """PEP 658, as Airlock serves it: False (none), True (served, hash unknown) or its sha256."""
     size: int | None = None
     upload_time: str | None = None
+    upstream_url: str | None = None
+    """Where the upstream serves the file (from its own page): Airlock reads metadata from it by
+    byte ranges, as uv does; never given to clients."""
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,18 @@ def _status(value: Any) -> tuple[str, str | None]:
     return (status if status in _STATUSES else "active"), (str(reason)[:1000] if reason else None)
 
 
+def page_from_upstream(upstream: UpstreamPage) -> ProjectPage | None:
+    """The page as devpi will list it, from the upstream's own: devpi keeps a file under
+    `+f/{sha256[:3]}/{sha256[3:16]}/{name}`. None when a file has no sha256 (only devpi knows its path)."""
+    links = []
+    for facts in upstream.files.values():
+        if facts.sha256 is None:
+            return None
+        links.append(FileLink(filename=facts.filename, relpath=f"{facts.sha256[:3]}/{facts.sha256[3:16]}/{facts.filename}",
+                              sha256=facts.sha256, requires_python=facts.requires_python, yanked=facts.yanked))
+    return ProjectPage(upstream.name, tuple(links))
+
+
 def with_upstream_facts(page: ProjectPage, upstream: UpstreamPage | None, *, extract_metadata: bool,
                         metadata_hashes: Mapping[str, str], distrusted: frozenset[str] = frozenset()) -> ProjectPage:
     """devpi's links with what the upstream says of each file merged in.
@@ -291,7 +303,11 @@ def with_upstream_facts(page: ProjectPage, upstream: UpstreamPage | None, *, ext
             yanked=facts.yanked if facts is not None else link.yanked,
             core_metadata=_advertised_metadata(link, facts, extract_metadata, metadata_hashes, distrusted),
             size=facts.size if facts is not None else None,
-            upload_time=facts.upload_time if facts is not None else None))
+            upload_time=facts.upload_time if facts is not None else None,
+            upstream_url=facts.url if facts is not None else None))
+    if upstream is not None:  # entries the upstream lists that Airlock cannot use, on devpi's page or not
+        named = {filename for filename, _ in withheld}
+        withheld += [(name, f"the upstream's entry is unusable: {why}") for name, why in upstream.withheld.items() if name not in named]
     return ProjectPage(page.name, tuple(links), withheld=tuple(withheld))
 
 
