@@ -77,6 +77,10 @@ def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(handler=run_explain)
 
+    from mirror.cli import closure as closure_commands
+
+    closure_commands.register(sub, default_folder)
+
     show = sub.add_parser("show", help="list the rules in force for an environment")
     show.add_argument("--env", required=True)
     show.add_argument("--ecosystem", choices=[e.value for e in Ecosystem])

@@ -18,13 +18,14 @@ from mirror.policy.gate_rules import GATE_FILE, WAIVERS_FILE, GatePolicy, Waiver
 from mirror.policy.interface import Diagnostic, Ecosystem, InvalidAllowlist, Origin, Rule, RuleKind
 from mirror.policy.pypi import PypiSchema
 from mirror.policy.schema import Diagnostics, EntryReader, EntrySchema, describe_type, unknown_key_message
+from mirror.policy.targets import DEFAULT_TARGETS, Targets, read_targets
 from mirror.policy.yamlsource import SourceDocument, YamlSyntaxError, parse_document
 
 SCHEMAS: dict[Ecosystem, EntrySchema] = {
     schema.ecosystem: schema for schema in (PypiSchema(), CondaSchema(), ContainersSchema())
 }
 _ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_ENVIRONMENT_KEYS = frozenset({"extends", "description"})
+_ENVIRONMENT_KEYS = frozenset({"extends", "description", "targets"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,15 @@ class PolicyFile:
     rules: tuple[Rule, ...]
     context: Any = None
     """Conda channels or container upstreams, by name."""
+    targets: dict[str, Targets] = field(default_factory=dict)
+    """PyPI: the resolution targets environments declare (`targets_of` applies `extends`)."""
+
+    def targets_of(self, environment: str) -> Targets:
+        """The environment's targets, else those of the environment it extends, else the default."""
+        for name in self.lineage(environment):
+            if name in self.targets:
+                return self.targets[name]
+        return DEFAULT_TARGETS
 
     def lineage(self, environment: str) -> tuple[str, ...]:
         """`preprod` -> (`preprod`, `prod`): the environments whose entries apply to it."""
@@ -109,7 +119,7 @@ def _read_ecosystem_file(document: SourceDocument, diagnostics: Diagnostics, now
     allowed_top = frozenset({"ecosystem", "environments", "deny", schema.list_key}) | schema.extra_top_level_keys
     for key in value.keys() - allowed_top:
         diagnostics.error((key,), unknown_key_message(key, allowed_top))
-    environments = _read_environments(document, diagnostics)
+    environments, targets = _read_environments(document, diagnostics, ecosystem)
     context = schema.read_context(document, diagnostics)
     rules: list[Rule] = []
     for list_key, kind in ((schema.list_key, RuleKind.ALLOW), ("deny", RuleKind.DENY)):
@@ -120,15 +130,17 @@ def _read_ecosystem_file(document: SourceDocument, diagnostics: Diagnostics, now
             diagnostics.error((list_key,), f"{list_key!r} must be a list of entries, got {describe_type(items)}")
             continue
         rules.extend(_read_entries(document, diagnostics, schema, list_key, kind, items, environments, context, now))
-    return PolicyFile(ecosystem, document.file, environments, tuple(rules), context)
+    return PolicyFile(ecosystem, document.file, environments, tuple(rules), context, targets)
 
 
-def _read_environments(document: SourceDocument, diagnostics: Diagnostics) -> dict[str, str | None]:
+def _read_environments(document: SourceDocument, diagnostics: Diagnostics,
+                       ecosystem: Ecosystem) -> tuple[dict[str, str | None], dict[str, Targets]]:
     raw = document.value.get("environments")
     if not isinstance(raw, dict) or not raw:
         diagnostics.error(("environments",), "missing 'environments': declare them, e.g. {prod: {}, preprod: {extends: prod}}")
-        return {}
+        return {}, {}
     environments: dict[str, str | None] = {}
+    targets: dict[str, Targets] = {}
     for name, body in raw.items():
         path = ("environments", name)
         if not isinstance(name, str) or not _ENVIRONMENT_NAME.match(name):
@@ -145,6 +157,14 @@ def _read_environments(document: SourceDocument, diagnostics: Diagnostics) -> di
             diagnostics.error(path + ("extends",), f"'extends' must name one environment, got {describe_type(parent)}")
             parent = None
         environments[name] = parent
+        if "targets" in body:
+            if ecosystem is not Ecosystem.PYPI:
+                diagnostics.error(path + ("targets",), "'targets' (Python versions and platforms) apply to PyPI files; "
+                                                        "conda resolves for the channel's subdirs")
+                continue
+            declared = read_targets(body["targets"], lambda where, message, base=path: diagnostics.error(base + ("targets",) + where, message))
+            if declared is not None:
+                targets[name] = declared
     for name, parent in environments.items():
         if parent is not None and parent not in environments:
             diagnostics.error(("environments", name, "extends"), f"environment {name!r} extends unknown environment {parent!r} (declared: {', '.join(environments)})")
@@ -159,7 +179,7 @@ def _read_environments(document: SourceDocument, diagnostics: Diagnostics) -> di
             cycle = chain[chain.index(current):] + [current]
             diagnostics.error(("environments", name, "extends"), "'extends' cycle: " + " -> ".join(cycle))
             reported.update(chain)
-    return environments
+    return environments, targets
 
 
 def _read_entries(

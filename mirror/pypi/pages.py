@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -30,9 +30,10 @@ from mirror.pypi.simple import JSON_V1, ProjectPage, parse_devpi_page
 from mirror.pypi.upstream_page import (
     ACCEPT,
     UnreadablePage,
-    UpstreamFile,
     UpstreamPage,
+    page_from_json,
     page_from_upstream,
+    page_to_json,
     parse_upstream_page,
     with_upstream_facts,
 )
@@ -135,9 +136,7 @@ class UpstreamFacts:
         if found is None:
             try:
                 data = json.loads((self._folder / f"{project}.json").read_bytes())
-                page = UpstreamPage(data["name"], {name: UpstreamFile(**entry) for name, entry in data["files"].items()},
-                                    data["withheld"], data["status"], data["status_reason"])
-                found = (float(data["fetched"]), page)
+                found = (float(data["fetched"]), page_from_json(data))
             except (OSError, ValueError, KeyError, TypeError):
                 return None
             self._remember(project, found)
@@ -148,8 +147,7 @@ class UpstreamFacts:
         fetched = time.time()
         self._remember(project, (fetched, page))
         self._folder.mkdir(parents=True, exist_ok=True)
-        document = {"name": page.name, "fetched": fetched, "files": {n: asdict(f) for n, f in page.files.items()},
-                    "withheld": dict(page.withheld), "status": page.status, "status_reason": page.status_reason}
+        document = {**page_to_json(page), "fetched": fetched}
         temporary = self._folder / f".{project}.{os.getpid()}.tmp"
         temporary.write_text(json.dumps(document, separators=(",", ":")))
         temporary.replace(self._folder / f"{project}.json")

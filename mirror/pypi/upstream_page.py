@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any, Mapping
@@ -56,6 +56,17 @@ class UpstreamPage:
     """File name -> why the upstream's entry for it cannot be used."""
     status: str = "active"
     status_reason: str | None = None
+
+
+def page_to_json(page: UpstreamPage) -> dict:
+    """A parsed page as JSON, to keep on disk (`page_from_json` reads it back)."""
+    return {"name": page.name, "files": [asdict(f) for f in page.files.values()], "withheld": dict(page.withheld),
+            "status": page.status, "status_reason": page.status_reason}
+
+
+def page_from_json(data: dict) -> UpstreamPage:
+    files = {entry["filename"]: UpstreamFile(**entry) for entry in data["files"]}
+    return UpstreamPage(data["name"], files, data["withheld"], data["status"], data["status_reason"])
 
 
 class UnreadablePage(ValueError):
