@@ -161,3 +161,18 @@ def test_targets_are_validated_by_check(tmp_path):
     assert result.returncode == 1
     assert "pypi.yaml:3: 'python' must list CPython versions as strings, e.g. [\"3.10\", \"3.11\"]" in result.stdout
     assert "pypi.yaml:3: unknown key 'abi' in targets (use python, platforms)" in result.stdout
+
+
+def test_the_review_template_runs_check_with_closure_and_that_command_fails_an_open_allowlist(team_allowlists, upstream):
+    import yaml
+
+    workflow = yaml.safe_load((REPO / "pipelines" / "allowlists-review.yml").read_text())
+    assert workflow[True]["pull_request"]["paths"] == ["allowlists/**"]  # YAML 1.1 reads `on` as true
+    [command] = [step["run"] for step in workflow["jobs"]["check"]["steps"] if "airlock allowlist check" in step.get("run", "")]
+    assert command == "airlock allowlist check --closure allowlists/"
+    env = {**os.environ, "AIRLOCK_PYPI_UPSTREAM": upstream, "AIRLOCK_DATA_DIR": str(team_allowlists.parent / "data")}
+    result = subprocess.run([str(BIN / "airlock"), *command.split()[1:]], capture_output=True, text=True, env=env,
+                            cwd=team_allowlists.parent, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ok: 1 file valid" in result.stdout and "pypi prod: 3 entries, NOT closed" in result.stdout
+    assert "pypi preprod:" in result.stdout and "oldpin cannot be installed from the preprod index" in result.stdout

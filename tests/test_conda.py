@@ -295,3 +295,26 @@ def test_files_already_staged_but_not_live_are_published(conda_world, tmp_path):
             os.link(data / "conda" / "cache" / "conda-forge" / "linux-64" / name, staging / name)
     report = sync_in_process(conda_world, data, CONDA_YAML)
     assert "prod/conda-forge" in report.published and published(data, "prod") == PROD_LINUX
+
+
+def test_closure_names_what_the_conda_entries_lack_and_write_adds_it(conda_world, tmp_path):
+    allowlists = tmp_path / "allowlists"
+    allowlists.mkdir()
+    (allowlists / "conda.yaml").write_text((conda_world["work"] / "allowlists" / "conda.yaml").read_text())
+
+    def closure(*args):
+        return subprocess.run([sys.executable, "-m", "mirror", "allowlist", "closure", "--env", "prod", "--ecosystem", "conda",
+                               "--allowlists", str(allowlists), *args], capture_output=True, text=True,
+                              cwd=tmp_path, env={**os.environ, **conda_world["env"]}, timeout=300)
+
+    result = closure("--json")
+    assert result.returncode == 1, result.stderr
+    [missing] = json.loads(result.stdout)["missing"]
+    assert (missing["package"], missing["requirement"], missing["required_by"], missing["targets"]) == \
+        ("libcublas", "libcublas >=11", ["pytorch 2.3.1"], ["linux-64"])
+    assert missing["fix"] == '{spec: "libcublas >=11", reason: dependency of pytorch, owner: ml}'
+    written = closure("--write")
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert '  - spec: "libcublas >=11"\n    environments: [prod]\n    reason: dependency of pytorch\n    owner: ml\n' in \
+        (allowlists / "conda.yaml").read_text()
+    assert closure().returncode == 0

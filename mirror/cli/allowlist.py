@@ -65,6 +65,9 @@ def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
     check = sub.add_parser("check", help="validate allowlist files (exit 1 on any error)")
     check.add_argument("paths", nargs="*", metavar="PATH", help=f"files or folders (default: {default_folder})")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--closure", action="store_true",
+                       help="also check that every environment's entries install (what a pull request touching allowlists/ runs)")
+    check.add_argument("--config", metavar="FILE", help="airlock.toml, for the upstream --closure resolves against")
     check.set_defaults(handler=run_check, default_folder=default_folder)
 
     explain = sub.add_parser("explain", help="say whether a package is allowed, and by which rule")
@@ -124,6 +127,10 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"ok: {len(files)} file{'s' * (len(files) != 1)} valid" + (f", {len(policy.warnings)} warning(s)" if policy.warnings else ""))
     for line in summary:
         print(f"  {line}")
+    if args.closure:
+        from mirror.cli.closure import check_closures
+
+        return check_closures(policy, paths, args.config)
     return EXIT_OK
 
 

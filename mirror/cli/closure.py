@@ -82,6 +82,28 @@ def run_closure(args: argparse.Namespace) -> int:
     return EXIT_OK if report.closed else EXIT_NOT_CLOSED
 
 
+def check_closures(policy, paths: list[str], config: str | None) -> int:
+    """`allowlist check --closure`: every environment of every PyPI and conda file; 1 if any is not
+    closed, 2 if one cannot be decided."""
+    from mirror.policy import build_allowlist
+
+    allowlist = build_allowlist(policy, (), utc_now())
+    worst = EXIT_OK
+    for ecosystem in (Ecosystem.PYPI, Ecosystem.CONDA):
+        policy_file = policy.files.get(ecosystem)
+        for env in policy_file.environments if policy_file else ():
+            try:
+                report = closure_report(allowlist, env, ecosystem.value, config)
+            except ClosureError as exc:
+                print(f"airlock: could not decide the closure of {ecosystem.value} {env}: {exc}", file=sys.stderr)
+                worst = EXIT_UNDECIDED
+                continue
+            print_report(report)
+            if not report.closed and worst == EXIT_OK:
+                worst = EXIT_NOT_CLOSED
+    return worst
+
+
 def print_report(report: ClosureReport) -> None:
     verdict = "closed" if report.closed else "NOT closed"
     print(f"{report.ecosystem} {report.environment}: {report.entries} entries, {verdict} for {', '.join(report.targets)} "

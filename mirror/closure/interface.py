@@ -29,6 +29,7 @@ class Missing:
     """The owner of the entry that needs it: who should own the fix."""
     denied: str | None = None
     """Set when the package is denied (the rule and its reason): no entry can fix that."""
+    ecosystem: str = "pypi"
 
     @property
     def prerelease(self) -> bool:
@@ -44,9 +45,11 @@ class Missing:
         """The entry that would fix it, as `--write` adds it."""
         if self.denied:
             return f"none: {self.package} is denied ({self.denied}); drop or change what needs it"
+        root = self.required_by[0].split()[0] if self.required_by else "?"
+        if self.ecosystem == "conda":
+            return f'{{spec: "{self.requirement}", reason: dependency of {root}, owner: {self.owner or "?"}}}'
         versions = requirement_specifier(self.requirement)
         versions_part = f', versions: "{versions}"' if versions else ""
-        root = self.required_by[0].split()[0] if self.required_by else "?"
         return f"{{name: {self.package}{versions_part}, reason: dependency of {root}, owner: {self.owner or '?'}}}"
 
 

@@ -43,6 +43,25 @@ class SyncReport:
     """Package names that entered each environment; `*` when something left (re-check all)."""
 
 
+def select(allowlist: Allowlist, env: str, channels: dict[str, CondaChannel],
+           upstream: dict[tuple[str, str], dict]) -> dict[tuple[str, str, str], Wanted]:
+    """The upstream files the environment's entries admit."""
+    chosen: dict[tuple[str, str, str], Wanted] = {}
+    for (channel, subdir), repodata in upstream.items():
+        base = channels[channel].url
+        for key in PACKAGE_KEYS:
+            for filename, record in repodata.get(key, {}).items():
+                if not isinstance(record, dict) or not all(k in record for k in ("name", "version", "build", "sha256", "size")):
+                    continue
+                if "/" in filename or filename.startswith("."):
+                    continue
+                decision = allowlist.decide(Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel)
+                if decision.allowed:
+                    chosen[(channel, subdir, filename)] = Wanted(channel, subdir, filename, f"{base}/{subdir}/{filename}",
+                                                                 record["sha256"], int(record["size"]))
+    return chosen
+
+
 def live_channel(data_dir: Path, env: str, channel: str) -> Path:
     return data_dir / "conda" / env / channel
 
@@ -78,7 +97,7 @@ class CondaSync:
                     report.problems.append(str(exc))
         if report.problems:
             return report
-        selection = {env: self._select(allowlist, env, channels, upstream) for env in envs}
+        selection = {env: select(allowlist, env, channels, upstream) for env in envs}
         wanted = {w.key: w for chosen in selection.values() for w in chosen.values()}
         report.files = len(wanted)
         report.problems += self._download(list(wanted.values()), selection)
@@ -89,7 +108,7 @@ class CondaSync:
                 chosen = {key: w for key, w in selection[env].items() if w.channel == channel.name}
                 self._publish(env, channel, chosen, upstream, report)
         if not report.problems:
-            report.warnings += closure_gaps(allowlist, envs, channels, selection, upstream)
+            report.warnings += [str(gap) for gap in closure_gaps(allowlist, envs, channels, selection, upstream)]
             report.warnings += unsolvable_specs(self.data_dir, allowlist, envs, channels, report.added)
         return report
 
@@ -105,23 +124,6 @@ class CondaSync:
             warmer.run_until(pending)
             self._unwarmed_bytes = warmer.unwarmed_bytes
             return pending.result()
-
-    def _select(self, allowlist: Allowlist, env: str, channels: dict[str, CondaChannel],
-                upstream: dict[tuple[str, str], dict]) -> dict[tuple[str, str, str], Wanted]:
-        chosen: dict[tuple[str, str, str], Wanted] = {}
-        for (channel, subdir), repodata in upstream.items():
-            base = channels[channel].url
-            for key in PACKAGE_KEYS:
-                for filename, record in repodata.get(key, {}).items():
-                    if not isinstance(record, dict) or not all(k in record for k in ("name", "version", "build", "sha256", "size")):
-                        continue
-                    if "/" in filename or filename.startswith("."):
-                        continue
-                    decision = allowlist.decide(Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel)
-                    if decision.allowed:
-                        chosen[(channel, subdir, filename)] = Wanted(channel, subdir, filename, f"{base}/{subdir}/{filename}",
-                                                                     record["sha256"], int(record["size"]))
-        return chosen
 
     def _publish(self, env: str, channel: CondaChannel, chosen: dict, upstream: dict, report: SyncReport) -> None:
         label = f"{env}/{channel.name}"
@@ -188,22 +190,38 @@ def swap_symlink(link: Path, target: Path) -> None:
     os.replace(temporary, link)
 
 
+@dataclass(frozen=True)
+class ClosureGap:
+    """A dependency of a selected package that nothing selected for the environment satisfies."""
+
+    environment: str
+    subdir: str
+    package: str
+    version: str
+    dependency: str
+    """The MatchSpec the package depends on."""
+
+    def __str__(self) -> str:
+        return (f"{self.package} {self.version} needs {self.dependency} which is not allowlisted for {self.environment}:"
+                " add a matching entry to allowlists/conda.yaml or request an exception")
+
+
 def closure_gaps(allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel],
-                 selection: dict[str, dict], upstream: dict) -> list[str]:
-    """Dependencies of selected packages that nothing selected satisfies, named with the fix."""
-    warnings: list[str] = []
+                 selection: dict[str, dict], upstream: dict) -> list[ClosureGap]:
+    """Dependencies of selected packages that nothing selected satisfies."""
+    gaps: list[ClosureGap] = []
     for env in envs:
         records = []
         for (channel, subdir, filename) in selection[env]:
             repodata = upstream[(channel, subdir)]
             record = repodata.get("packages.conda" if filename.endswith(".conda") else "packages", {}).get(filename)
             if record:
-                records.append(record)
+                records.append((subdir, record))
         by_name: dict[str, list[dict]] = {}
-        for record in records:
+        for _, record in records:
             by_name.setdefault(record["name"], []).append(record)
         seen: set[tuple[str, str, str]] = set()
-        for record in records:
+        for subdir, record in records:
             for dependency in record.get("depends", []):
                 try:
                     spec = MatchSpec(dependency)
@@ -217,9 +235,8 @@ def closure_gaps(allowlist: Allowlist, envs: list[str], channels: dict[str, Cond
                 key = (record["name"], str(record["version"]), dependency)
                 if key not in seen:
                     seen.add(key)
-                    warnings.append(f"{record['name']} {record['version']} needs {dependency} which is not allowlisted for {env}:"
-                                    f" add a matching entry to allowlists/conda.yaml or request an exception")
-    return warnings
+                    gaps.append(ClosureGap(env, subdir, record["name"], str(record["version"]), dependency))
+    return gaps
 
 
 def _satisfies(spec: MatchSpec, record: dict) -> bool:
