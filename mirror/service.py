@@ -106,7 +106,15 @@ def build_exception_service(settings: Settings, database: Database, devpi_url: s
         """One context per allowlist (an immutable object, replaced on every change)."""
         if kept.get("allowlist") is not allowlist:
             names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
-            kept.update(allowlist=allowlist, context=PrecheckContext(devpi_url, settings.advisories, names, page_ttl=settings.pypi_page_ttl))
+
+            def closure(ecosystem: str, package: str, versions: str | None, environments: list[str]) -> list:
+                from mirror.closure.request import request_closure
+
+                return request_closure(allowlist, ecosystem, package, versions, environments, settings.pypi_upstream,
+                                       settings.data_dir / "closure", settings.upstream_timeout, "requester")
+
+            kept.update(allowlist=allowlist, context=PrecheckContext(devpi_url, settings.advisories, names,
+                                                                     page_ttl=settings.pypi_page_ttl, closure=closure))
         return kept["context"]
 
     service = ExceptionService(

@@ -250,3 +250,32 @@ def test_audit_verify_and_export_from_the_cli(api_world):
     records = [json.loads(line) for line in export.stdout.splitlines()]
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(records, records[1:]))
+
+
+def test_a_request_shows_its_closure_and_is_approved_with_it_in_one_decision(api_world, tmp_path):
+    alice, lead = api_world.token("data-scientist", "alice"), api_world.token("project-lead", "lena")
+    created = ask(api_world, alice, package="sigma")
+    assert created.status_code == 201, created.text
+    request = created.json()
+    closure = next(c for c in request["prechecks"] if c["name"] == "closure")
+    assert closure["status"] == "warn"
+    assert closure["detail"] == "approving sigma also needs tau, upsilon — not allowed in prod; approve with_closure to grant them too"
+    assert closure["packages"] == [{"package": "tau", "requirement": "tau>=1.0", "required_by": ["sigma 1.0"]},
+                                   {"package": "upsilon", "requirement": "upsilon", "required_by": ["sigma 1.0", "tau 1.2"]}]
+    approved = api_world.call("POST", f"/api/v1/exceptions/{request['id']}/approve", lead, {"comment": "with what it needs", "with_closure": True})
+    assert approved.status_code == 200, approved.text
+    wait_until(lambda: page(api_world, "upsilon").status_code == 200 and not quarantined(page(api_world, "upsilon")))
+    python = fresh_venv(tmp_path / "venv")
+    result = pip(["--python", str(python), "install", "--index-url", f"{api_world.url}/pypi/prod/simple/", "sigma"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert installed(python) == {"sigma": "1.0", "tau": "1.2", "upsilon": "2.0"}
+    grants = [r for r in api_world.call("GET", "/api/v1/exceptions?status=approved", lead).json() if r["parent_id"] == request["id"]]
+    assert sorted((g["package"], g["versions"]) for g in grants) == [("tau", ">=1.0"), ("upsilon", None)]
+    assert {g["expires_at"] for g in grants} == {approved.json()["expires_at"]} and {g["decided_by"] for g in grants} == {"lena"}
+    governance = api_world.token("data-governance")
+    for grant in grants:
+        trail = api_world.call("GET", f"/api/v1/audit?subject=exception%20{grant['id']}", governance).json()
+        assert [r["action"] for r in trail] == ["exception.approved"] and trail[0]["details"]["closure_of"] == request["id"]
+    revoked = api_world.call("POST", f"/api/v1/exceptions/{request['id']}/revoke", lead, {"comment": "done"})
+    assert revoked.status_code == 200
+    wait_until(lambda: quarantined(page(api_world, "tau")) and quarantined(page(api_world, "sigma")))

@@ -48,6 +48,7 @@ def upstream_releases() -> list[Release]:
         Release("uncached", "1.0"),
         # Not allowlisted anywhere: each exception test asks for its own, so tests stay independent.
         *(Release(name, "1.0") for name in ("kappa", "mu", "nu", "xi", "omicron")),
+        Release("sigma", "1.0", requires=("tau>=1.0",)), Release("tau", "1.2", requires=("upsilon",)), Release("upsilon", "2.0"),
     ]
 
 

@@ -41,9 +41,12 @@ async def get_exception(request_id: RequestId, principal: PrincipalDep, service:
 
 
 @router.post("/{request_id}/approve", response_model=ExceptionOut, responses=ERRORS,
-             summary="Approve (another person than the requester, with an approving role)")
+             summary="Approve (another person than the requester, with an approving role)",
+             description="With `with_closure: true`, every dependency the request's `closure` pre-check lists is granted "
+                         "too: one approved exception per package (`parent_id` names this request), each audited, all ending "
+                         "and revoked together with it.")
 def approve(request_id: RequestId, body: Decision, principal: PrincipalDep, service: ServiceDep) -> ExceptionOut:
-    return to_out(service.decide(principal, request_id, True, body.comment))
+    return to_out(service.decide(principal, request_id, True, body.comment, body.with_closure))
 
 
 @router.post("/{request_id}/reject", response_model=ExceptionOut, responses=ERRORS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 Status = Literal["pending", "approved", "rejected", "revoked", "expired"]
 
@@ -39,14 +39,31 @@ class ExceptionCreate(BaseModel):
 
 
 class Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"comment": "reviewed", "with_closure": True}})
     comment: str = Field(min_length=1, max_length=5000, description="why; shown to the requester and kept in the audit log")
+    with_closure: bool = Field(False, description=(
+        "approve: also grant every dependency the `closure` pre-check lists (one grant per package, each audited, "
+        "all ending and revoked together with this request)"))
+
+
+class ClosurePackage(BaseModel):
+    package: str
+    requirement: str = Field(description="what needs it asks for, e.g. python-dateutil>=2.8.2 (a MatchSpec for conda)")
+    required_by: list[str] = Field(description="the chain from the requested package, e.g. ['pandas 2.3.3']")
 
 
 class Precheck(BaseModel):
     name: str
     status: Literal["pass", "warn", "fail", "skipped"]
     detail: str
+    packages: list[ClosurePackage] | None = Field(None, description="closure pre-check: what an approval also needs")
+
+    @model_serializer(mode="wrap")
+    def _without_empty_packages(self, handler):
+        data = handler(self)
+        if data.get("packages") is None:
+            data.pop("packages", None)  # only the closure pre-check lists packages
+        return data
 
 
 class ExceptionOut(BaseModel):
@@ -69,6 +86,7 @@ class ExceptionOut(BaseModel):
     revoked_by: str | None = None
     revoked_at: datetime | None = None
     audit_id: int | None = Field(None, description="sequence number of the audit record of the request")
+    parent_id: int | None = Field(None, description="for a dependency granted with a request's closure: that request")
 
 
 class ErrorOut(BaseModel):

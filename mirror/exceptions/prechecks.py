@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -111,6 +111,8 @@ class PrecheckContext:
     timeout: float = 10.0
     page_ttl: float = 2.0
     """Seconds a project page is reused (AIRLOCK_PYPI_PAGE_TTL, as on the serving path)."""
+    closure: Callable[[str, str, str | None, list[str]], list] | None = None
+    """(ecosystem, package, versions, environments) -> what approving also needs (`closure.request`)."""
     _names_by_length: dict[int, list[str]] | None = field(default=None, repr=False)
     _typosquat: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
@@ -128,22 +130,58 @@ def _check(name: str, status: str, detail: str) -> dict[str, str]:
     return {"name": name, "status": status, "detail": detail}
 
 
-def run_prechecks(ecosystem: str, package: str, versions: str | None, context: PrecheckContext) -> list[dict[str, str]]:
+def run_prechecks(ecosystem: str, package: str, versions: str | None, context: PrecheckContext,
+                  environments: list[str] = ()) -> list[dict[str, Any]]:
     name = canonicalize_name(package) if ecosystem == "pypi" else package.split()[0].lower()
     checks = [_similar_names(name, context)]
     if ecosystem != "pypi":
         reason = f"not run for {ecosystem}: Airlock's {ecosystem} upstream is not configured for pre-checks yet"
-        return checks + [_check(n, "skipped", reason) for n in ("upstream", "vulnerabilities", "licence")]
+        checks += [_check(n, "skipped", reason) for n in ("upstream", "vulnerabilities", "licence")]
+        return checks + ([_closure(ecosystem, package, None, list(environments), context)] if ecosystem == "conda" else [])
     matching, page_check, newest_wheel = _upstream_versions(name, versions, context)
     checks.append(page_check)
     checks.append(_vulnerabilities(name, matching, context))
     checks.append(_licence(name, newest_wheel, context))
+    if page_check["status"] == "pass":
+        checks.append(_closure(ecosystem, name, versions, list(environments), context))
     return checks
 
 
 def is_clean(checks: list[dict[str, Any]]) -> bool:
-    """Clean = every check ran and passed (a skipped check is not clean: fail closed)."""
-    return all(check["status"] == "pass" for check in checks)
+    """Clean = every check ran and passed (a skipped check is not clean: fail closed). The closure
+    is judged apart: approving with it grants what it lists (`closure_grantable`)."""
+    return all(check["status"] == "pass" for check in checks if check["name"] != "closure")
+
+
+def closure_grantable(checks: list[dict[str, Any]]) -> bool:
+    """The closure was computed and nothing in it is denied: an approval may include it."""
+    found = [check for check in checks if check["name"] == "closure"]
+    return not found or found[0]["status"] in ("pass", "warn")
+
+
+def _closure(ecosystem: str, package: str, versions: str | None, environments: list[str], context: PrecheckContext) -> dict[str, Any]:
+    from mirror.closure.interface import ClosureError
+
+    if context.closure is None or not environments:
+        return _check("closure", "skipped", "no upstream index to resolve against")
+    try:
+        missing = context.closure(ecosystem, package, versions, environments)
+    except (ClosureError, ValueError) as exc:
+        return _check("closure", "skipped", f"could not be computed: {exc}")
+    where = ", ".join(environments)
+    if not missing:
+        return _check("closure", "pass", f"{package} installs with what {where} already allows")
+    denied = [m for m in missing if m.denied]
+    names = ", ".join(m.package for m in missing)
+    if denied:
+        detail = f"{package} needs {', '.join(m.package for m in denied)}, which {where} denies ({denied[0].denied})"
+        status = "fail"
+    else:
+        detail = (f"approving {package} also needs {names} — not allowed in {where}; approve with_closure to grant "
+                  f"{'them' if len(missing) > 1 else 'it'} too")
+        status = "warn"
+    packages = [{"package": m.package, "requirement": m.requirement, "required_by": list(m.required_by)} for m in missing]
+    return {**_check("closure", status, detail), "packages": packages}
 
 
 def transpositions_apart(a: str, b: str) -> int:

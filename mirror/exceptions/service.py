@@ -19,7 +19,7 @@ from sqlalchemy import String, select, type_coerce, update
 from mirror.audit.log import append
 from mirror.auth.roles import Permission, Principal
 from mirror.exceptions.models import ExceptionCreate, ExceptionOut
-from mirror.exceptions.prechecks import PrecheckContext, is_clean, run_prechecks
+from mirror.exceptions.prechecks import PrecheckContext, closure_grantable, is_clean, run_prechecks
 from mirror.policy import Allowlist, Decision, Ecosystem, ExceptionGrant, UnknownEnvironment
 from mirror.policy.loader import SCHEMAS
 from mirror.store.db import Database
@@ -82,9 +82,10 @@ class ExceptionService:
         self.require(principal, Permission.REQUEST, body.project, "exception.request", f"project {body.project}")
         allowlist = self._allowlist()
         self._validate(body, allowlist)
-        checks = run_prechecks(body.ecosystem, body.package, body.versions, self._precheck_context(allowlist))
+        checks = run_prechecks(body.ecosystem, body.package, body.versions, self._precheck_context(allowlist), body.environments)
         now = now_utc()
-        auto = set(body.environments) <= self.self_service and is_clean(checks)
+        # self-service approves with the closure: what the package needs comes with it, audited as such
+        auto = set(body.environments) <= self.self_service and is_clean(checks) and closure_grantable(checks)
         values = dict(ecosystem=body.ecosystem, package=body.package, versions=body.versions, environments=body.environments,
                       project=body.project, justification=body.justification, duration_days=body.duration_days,
                       requested_by=principal.user, requested_at=now, status="pending", prechecks=checks)
@@ -102,6 +103,7 @@ class ExceptionService:
                 row = session.get(ExceptionRequest, request_id)  # a persistent row: the decision updates it
                 self._mark_decided(session, row, SELF_SERVICE_ACTOR, True,
                                    "self-service: every pre-check passed for a self-service environment", now, self_service=True)
+                self._grant_closure(session, row, SELF_SERVICE_ACTOR, now)
         if auto:
             self._changed(row.ecosystem)
         return row
@@ -174,13 +176,16 @@ class ExceptionService:
         return row
 
     # -- decide, revoke --------------------------------------------------------------------
-    def decide(self, principal: Principal, request_id: int, approve: bool, comment: str) -> ExceptionRequest:
+    def decide(self, principal: Principal, request_id: int, approve: bool, comment: str, with_closure: bool = False) -> ExceptionRequest:
         action = "exception.approve" if approve else "exception.reject"
         row = self._load(request_id)
         self.require(principal, Permission.DECIDE, row.project, action, f"exception {request_id}")
         if row.requested_by == principal.user:
             raise self.deny(principal, action, f"exception {request_id}",
                             "separation of duties: you requested this exception; another person with an approving role must decide", row.project)
+        if approve and with_closure and not closure_grantable(row.prechecks):
+            raise ApiError(409, f"exception {request_id}'s closure was not computed or includes a denied package "
+                                "(see its closure pre-check): approve without with_closure, and request what it needs separately")
         now = now_utc()
         with self.db.transaction() as session:
             won = session.execute(update(ExceptionRequest).where(ExceptionRequest.id == request_id, ExceptionRequest.status == "pending")
@@ -191,9 +196,34 @@ class ExceptionService:
             row = session.get(ExceptionRequest, request_id)
             session.refresh(row)
             self._mark_decided(session, row, principal.user, approve, comment, now, role=principal.role)
+            if approve and with_closure:
+                self._grant_closure(session, row, principal.user, now, role=principal.role)
         if approve:
             self._changed(row.ecosystem)
         return row
+
+    def _grant_closure(self, session, parent: ExceptionRequest, actor: str, now: datetime, role: str | None = None) -> None:
+        """One approved grant per package the closure pre-check listed, ending with `parent`; each audited."""
+        found = [check for check in parent.prechecks if check["name"] == "closure" and check.get("packages")]
+        for package in found[0]["packages"] if found else ():
+            versions = None
+            if parent.ecosystem == "pypi":
+                from mirror.closure.interface import requirement_specifier
+
+                versions = requirement_specifier(package["requirement"]) or None
+            child = ExceptionRequest(
+                ecosystem=parent.ecosystem, package=package["package"] if parent.ecosystem == "pypi" else package["requirement"],
+                versions=versions, environments=parent.environments, project=parent.project,
+                justification=f"dependency of {parent.package} ({' → '.join(package['required_by'])}), granted with exception {parent.id}",
+                duration_days=parent.duration_days, requested_by=parent.requested_by, requested_at=now, status="approved",
+                prechecks=[], decided_by=actor, decided_at=now, decision_comment=f"approved with the closure of exception {parent.id}",
+                expires_at=parent.expires_at, parent_id=parent.id)
+            session.add(child)
+            session.flush()
+            record = append(session, actor, "exception.approved", f"exception {child.id}",
+                            {"comment": child.decision_comment, "role": role, "closure_of": parent.id, "requirement": package["requirement"],
+                             "expires_at": child.expires_at.isoformat() if child.expires_at else None}, project=parent.project)
+            child.audit_id = record.seq
 
     def revoke(self, principal: Principal, request_id: int, comment: str) -> ExceptionRequest:
         row = self._load(request_id)
@@ -209,6 +239,11 @@ class ExceptionService:
             session.refresh(row)
             append(session, principal.user, "exception.revoked", f"exception {request_id}",
                    {"comment": comment, "role": principal.role}, project=row.project)
+            for child in session.execute(select(ExceptionRequest).where(ExceptionRequest.parent_id == request_id,
+                                                                        ExceptionRequest.status == "approved")).scalars():
+                child.status, child.revoked_by, child.revoked_at = "revoked", principal.user, now
+                append(session, principal.user, "exception.revoked", f"exception {child.id}",
+                       {"comment": f"revoked with exception {request_id}: {comment}", "role": principal.role}, project=row.project)
             enqueue(session, self._webhook_urls, "exception.revoked", to_out(row).model_dump(mode="json"))
         self._changed(row.ecosystem)
         return row

@@ -47,8 +47,11 @@ class Allowlist:
         index: dict[tuple[str, str], dict[str, NameRules]],
         built_at: datetime,
         valid_until: datetime | None,
+        grants: tuple[ExceptionGrant, ...] = (),
     ) -> None:
         self.policy = policy
+        self.grants = grants
+        """The approved exceptions it was built with."""
         self._index = index
         self.built_at = built_at
         self.valid_until = valid_until
@@ -193,6 +196,7 @@ def how_to_ask(ecosystem: Ecosystem, env: str, name: str, version: str | None, b
 
 def build_allowlist(policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime) -> Allowlist:
     """Index the validated files plus the approved exceptions still in force at `now`."""
+    grants = tuple(grants)
     grant_rules = _grant_rules(policy, grants, now)
     index: dict[tuple[str, str], dict[str, NameRules]] = {}
     valid_until: datetime | None = None
@@ -205,7 +209,7 @@ def build_allowlist(policy: PolicySet, grants: Iterable[ExceptionGrant], now: da
         for env, table in tables.items():
             index[(ecosystem.value, env)] = table
         _index_rules(policy_file, rules, tables, now)
-    return Allowlist(policy, index, now, valid_until)
+    return Allowlist(policy, index, now, valid_until, grants)
 
 
 def _index_rules(policy_file: PolicyFile, rules: list[Rule], tables: dict[str, dict[str, NameRules]], now: datetime) -> None:

@@ -70,6 +70,8 @@ class ExceptionRequest(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     audit_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """Sequence number of the audit record that created the request."""
+    parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    """For a dependency granted together with a request (approved with its closure): that request."""
 
 
 class AuditRecord(Base):
