@@ -15,12 +15,12 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mirror.allowlist_files import load_allowlist  # noqa: E402
+from mirror.allowlist_files import load_allowlist
 
 BATCH = 1000
 
@@ -44,7 +44,7 @@ def per_call_ns(function, arguments: list[tuple], batch: int = BATCH) -> float:
     """Median over batches of the mean cost of one call, in ns (timer overhead amortised)."""
     means = []
     for start in range(0, len(arguments) - batch + 1, batch):
-        chunk = arguments[start:start + batch]
+        chunk = arguments[start : start + batch]
         began = time.perf_counter_ns()
         for args in chunk:
             function(*args)
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=100_000)
     parser.add_argument("--questions", type=int, default=50_000)
     args = parser.parse_args()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     text = generate(args.rules)
 
     loads = []
@@ -72,8 +72,10 @@ def main() -> None:
     rng = random.Random(7)
     versions = ["1.0", "1.5.2", "2.2", "1.4.7", "3.2.9", "0.9", "4.0.1", "2.0rc1", "1.0+cpu"]
     spellings = ["Project_{}", "project-{}", "PROJECT.{}"]
-    first = [("pypi", "prod" if i % 2 else "preprod", rng.choice(spellings).format(rng.randrange(args.rules)), f"{v}.{i}")
-             for i, v in ((i, rng.choice(versions)) for i in range(args.questions))]
+    first = [
+        ("pypi", "prod" if i % 2 else "preprod", rng.choice(spellings).format(rng.randrange(args.rules)), f"{v}.{i}")
+        for i, v in ((i, rng.choice(versions)) for i in range(args.questions))
+    ]
     # Make every first-time question distinct: the memo must not help.
     first = list(dict.fromkeys(first))
     repeated = [first[i % 100] for i in range(args.questions)]
@@ -89,11 +91,15 @@ def main() -> None:
     repeated_ns = per_call_ns(decide, repeated)
 
     allowed = sum(decide(*q).allowed for q in first)
-    print(f"rules: {args.rules:,}; questions: {len(first):,} first-time ({allowed:,} allowed), {len(repeated):,} repeated")
+    print(
+        f"rules: {args.rules:,}; questions: {len(first):,} first-time ({allowed:,} allowed), {len(repeated):,} repeated"
+    )
     print(f"load (read + parse + validate + index): {load_s:.3f} s  (goal <= 1 s; {len(text) / 1e6:.1f} MB of YAML)")
     print(f"dict lookup baseline:            {dict_ns:8.1f} ns")
     print(f"decide, first-time question:     {first_ns:8.1f} ns  = {first_ns / dict_ns:6.1f}x dict  (goal <= 10 us)")
-    print(f"decide, repeated question:       {repeated_ns:8.1f} ns  = {repeated_ns / dict_ns:6.1f}x dict  (goal <= 1 us)")
+    print(
+        f"decide, repeated question:       {repeated_ns:8.1f} ns  = {repeated_ns / dict_ns:6.1f}x dict  (goal <= 1 us)"
+    )
 
 
 if __name__ == "__main__":

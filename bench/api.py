@@ -24,10 +24,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.worlds import start_api_world  # noqa: E402
+from testkit.worlds import start_api_world
 
-BODY = {"ecosystem": "pypi", "package": "kappa", "versions": ">=1.0", "environments": ["prod"],
-        "project": "churn-model", "justification": "benchmark request for the churn model pipeline"}
+BODY = {
+    "ecosystem": "pypi",
+    "package": "kappa",
+    "versions": ">=1.0",
+    "environments": ["prod"],
+    "project": "churn-model",
+    "justification": "benchmark request for the churn model pipeline",
+}
 
 
 def wrk(url: str, token: str, tmp: Path, body: dict | None = None) -> tuple[float, float, float]:
@@ -35,10 +41,15 @@ def wrk(url: str, token: str, tmp: Path, body: dict | None = None) -> tuple[floa
     script = tmp / "request.lua"
     lines = [f'wrk.headers["Authorization"] = "Bearer {token}"']
     if body is not None:
-        lines += ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+        lines += [
+            'wrk.method = "POST"',
+            'wrk.headers["Content-Type"] = "application/json"',
+            f"wrk.body = {json.dumps(json.dumps(body))}",
+        ]
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", "-t2", "-c4", "-d5s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c4", "-d5s", "--latency", "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: failed responses\n{out}")
 

@@ -1,7 +1,7 @@
 """Benchmark: curated conda channel sync + index vs conda-index alone, all in one run.
 
 2,000 generated packages (500 names x 4 versions, linux-64) in an upstream channel on a static
-server that keeps connections open, as conda-forge's CDN does (`tests.upstream.static_http`; with
+server that keeps connections open, as conda-forge's CDN does (`testkit.static_http`; with
 `python -m http.server` each file costs a TCP handshake and a server thread, CPU that an upstream
 spends on its own machine but here takes from Airlock's two cores: cold sync 5.6 s against 5.2 s).
 Airlock: cold `sync` (fetch repodata, download + verify every file, stage, conda-index, check,
@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -33,11 +33,11 @@ import rattler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mirror.conda.channel import CondaSync  # noqa: E402
-from mirror.conda.indexer import index_subdirs  # noqa: E402
-from mirror.policy import build_allowlist, load_policy_files  # noqa: E402
-from tests.upstream.conda import CondaChannelDir, CondaPackage  # noqa: E402
-from tests.upstream.servers import StaticServer  # noqa: E402
+from mirror.conda.channel import CondaSync
+from mirror.conda.indexer import index_subdirs
+from mirror.policy import build_allowlist, load_policy_files
+from testkit.conda import CondaChannelDir, CondaPackage
+from testkit.servers import StaticServer
 
 NAMES, VERSIONS = 500, 4
 ROUNDS = 2
@@ -48,9 +48,11 @@ side, always in the same order, measured the drift as much as the difference."""
 
 def allowlist_for(url: str, names: list[str]):
     entries = "".join(f'  - {{spec: "{n}", environments: [prod], reason: bench, owner: bench}}\n' for n in names)
-    text = (f"ecosystem: conda\nenvironments: {{prod: {{}}}}\nchannels:\n  conda-forge: {{url: {url}, subdirs: [noarch, linux-64]}}\n"
-            f"packages:\n{entries}")
-    now = datetime.now(timezone.utc)
+    text = (
+        f"ecosystem: conda\nenvironments: {{prod: {{}}}}\nchannels:\n  conda-forge: {{url: {url}, subdirs: [noarch, linux-64]}}\n"
+        f"packages:\n{entries}"
+    )
+    now = datetime.now(UTC)
     return build_allowlist(load_policy_files([("allowlists/conda.yaml", text)], now), (), now)
 
 
@@ -83,8 +85,14 @@ class ColdRuns:
         shutil.copytree(self.upstream / "linux-64", plain / "linux-64", ignore=shutil.ignore_patterns("repodata.json"))
         (plain / "noarch").mkdir()
         shutil.copytree(plain, single)
-        self.default.append(timed(lambda: index_subdirs(plain, ["linux-64", "noarch"], self.tmp / f"plain-out{number}")))
-        self.single.append(timed(lambda: index_subdirs(single, ["linux-64", "noarch"], self.tmp / f"in-process-out{number}", threads=1)))
+        self.default.append(
+            timed(lambda: index_subdirs(plain, ["linux-64", "noarch"], self.tmp / f"plain-out{number}"))
+        )
+        self.single.append(
+            timed(
+                lambda: index_subdirs(single, ["linux-64", "noarch"], self.tmp / f"in-process-out{number}", threads=1)
+            )
+        )
 
 
 def main() -> None:
@@ -124,29 +132,48 @@ def main() -> None:
                 shutil.copy(upstream.root / "linux-64" / "approved-1.0-h_0.tar.bz2", plain / "linux-64")
                 shutil.copy(upstream.root / "linux-64" / "approved-1.0-h_0.tar.bz2", in_process / "linux-64")
                 index_update = timed(lambda: index_subdirs(plain, ["linux-64"], tmp / "plain-out0"))
-                index_update_single = timed(lambda: index_subdirs(in_process, ["linux-64"], tmp / "in-process-out0", threads=1))
+                index_update_single = timed(
+                    lambda: index_subdirs(in_process, ["linux-64"], tmp / "in-process-out0", threads=1)
+                )
             served = (data / "conda" / "prod" / "conda-forge" / "linux-64" / "repodata.json").read_text()
             assert "approved-1.0-h_0.tar.bz2" in served
         finally:
             server.stop()
     total = NAMES * VERSIONS
     cold, live, index_cold, index_cold_single = mean(runs.sync), mean(runs.live), mean(runs.default), mean(runs.single)
-    print(f"{total:,} packages (linux-64), {NAMES} allowlist entries; cold figures are means of {ROUNDS} runs, "
-          f"in the order Airlock, conda-index, conda-index, Airlock")
-    print(f"conda-index alone, cold: {index_cold:.2f} s by default, {index_cold_single:.2f} s in one process;"
-          f" after one more file: {index_update:.2f} s / {index_update_single:.2f} s; rattler index (cold) {rattler_cold:.2f} s")
+    print(
+        f"{total:,} packages (linux-64), {NAMES} allowlist entries; cold figures are means of {ROUNDS} runs, "
+        f"in the order Airlock, conda-index, conda-index, Airlock"
+    )
+    print(
+        f"conda-index alone, cold: {index_cold:.2f} s by default, {index_cold_single:.2f} s in one process;"
+        f" after one more file: {index_update:.2f} s / {index_update_single:.2f} s; rattler index (cold) {rattler_cold:.2f} s"
+    )
 
     def ratios(seconds: float, default: float, single: float) -> str:
         return f"{seconds / default:.2f}x conda-index's default, {seconds / single:.2f}x in one process"
 
-    print(f"cold:   airlock sync (download+verify+index+publish+solve checks) {cold:6.2f} s = {ratios(cold, index_cold, index_cold_single)}")
+    print(
+        f"cold:   airlock sync (download+verify+index+publish+solve checks) {cold:6.2f} s = {ratios(cold, index_cold, index_cold_single)}"
+    )
     print(f"        live after {live:.2f} s = {ratios(live, index_cold, index_cold_single)}  (goal <= 1.2x)")
-    print("        each run: airlock " + ", ".join(f"{s:.2f}" for s in runs.sync) + " s; conda-index "
-          + ", ".join(f"{s:.2f}" for s in runs.default) + " s by default, " + ", ".join(f"{s:.2f}" for s in runs.single) + " s in one process")
-    print(f"cold, files already cached:   {cached:6.2f} s, live after {cached_report.live_after:.2f} s"
-          f" = {ratios(cached_report.live_after, index_cold, index_cold_single)}")
-    print(f"update: airlock sync after one approval {update:6.2f} s = {ratios(update, index_update, index_update_single)};"
-          f" live after {update_report.live_after:.2f} s  (goal: live in <= 2 s)")
+    print(
+        "        each run: airlock "
+        + ", ".join(f"{s:.2f}" for s in runs.sync)
+        + " s; conda-index "
+        + ", ".join(f"{s:.2f}" for s in runs.default)
+        + " s by default, "
+        + ", ".join(f"{s:.2f}" for s in runs.single)
+        + " s in one process"
+    )
+    print(
+        f"cold, files already cached:   {cached:6.2f} s, live after {cached_report.live_after:.2f} s"
+        f" = {ratios(cached_report.live_after, index_cold, index_cold_single)}"
+    )
+    print(
+        f"update: airlock sync after one approval {update:6.2f} s = {ratios(update, index_update, index_update_single)};"
+        f" live after {update_report.live_after:.2f} s  (goal: live in <= 2 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.upstream.docker import DockerEngine, Registry  # noqa: E402
-from tests.upstream.servers import AirlockProcess  # noqa: E402
+from testkit.docker import DockerEngine, Registry
+from testkit.servers import AirlockProcess
 
 LAYERS = 6
 LAYER_BYTES = 4 * 1024 * 1024
@@ -57,9 +57,16 @@ def main() -> None:
             (work / "allowlists" / "containers.yaml").write_text(
                 "ecosystem: containers\nenvironments: {prod: {}}\n"
                 f"upstreams: {{mar: {{url: {upstream.url}}}}}\n"
-                'images:\n  - {image: mar/azureml/bench, tags: ["2024*"], environments: [prod], reason: bench, owner: bench}\n')
-            airlock = AirlockProcess(work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-                                            "AIRLOCK_LOG_FORMAT": "text"}).start()
+                'images:\n  - {image: mar/azureml/bench, tags: ["2024*"], environments: [prod], reason: bench, owner: bench}\n'
+            )
+            airlock = AirlockProcess(
+                work,
+                {
+                    "AIRLOCK_DATA_DIR": str(work / "data"),
+                    "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
+                    "AIRLOCK_LOG_FORMAT": "text",
+                },
+            ).start()
             names = [f"{upstream.host}/{name}", f"127.0.0.1:{airlock.port}/prod/mar/{name}"]
             direct = timed_pull(engine, names[0], names)
             through = timed_pull(engine, names[1], names)
@@ -69,8 +76,10 @@ def main() -> None:
             upstream.stop()
             engine.stop()
     size = LAYERS * LAYER_BYTES / 1e6
-    print(f"warm docker pull of a {LAYERS + 1}-layer image ({size:.0f} MB): through Airlock {through:.2f} s,"
-          f" straight from the registry {direct:.2f} s = {through / direct:.2f}x  (goal <= 1.15x)")
+    print(
+        f"warm docker pull of a {LAYERS + 1}-layer image ({size:.0f} MB): through Airlock {through:.2f} s,"
+        f" straight from the registry {direct:.2f} s = {through / direct:.2f}x  (goal <= 1.15x)"
+    )
 
 
 if __name__ == "__main__":

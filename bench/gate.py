@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.upstream.images import osv  # noqa: E402
+from testkit.images import osv
 
 BIN = Path(sys.executable).parent
 PACKAGES = 400
@@ -62,9 +62,15 @@ def write_image(path: Path, module_bytes: int) -> None:
                 _add(layer, f"{site}/{name}/__init__.py", _module(module_bytes))
         layers.append(buffer.getvalue())
     diff_ids = [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["python3"]},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                         "history": [{"created_by": f"COPY site layer {n}"} for n in range(LAYERS)]}).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["python3"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created_by": f"COPY site layer {n}"} for n in range(LAYERS)],
+        }
+    ).encode()
     config_name = f"{hashlib.sha256(config).hexdigest()}.json"
     with tarfile.open(path, "w") as archive:
         _add(archive, config_name, config)
@@ -72,7 +78,11 @@ def write_image(path: Path, module_bytes: int) -> None:
         for number, data in enumerate(layers):
             names.append(f"layer{number}/layer.tar")
             _add(archive, names[-1], data)
-        _add(archive, "manifest.json", json.dumps([{"Config": config_name, "RepoTags": ["bench/app:1"], "Layers": names}]).encode())
+        _add(
+            archive,
+            "manifest.json",
+            json.dumps([{"Config": config_name, "RepoTags": ["bench/app:1"], "Layers": names}]).encode(),
+        )
 
 
 def _module(size: int) -> bytes:
@@ -106,13 +116,28 @@ def write_osv_export(folder: Path) -> int:
             break
         package, cve, ghsa = f"pkg{index % 4000}", f"CVE-2024-{10000 + index}", f"GHSA-{index:04x}-exp0-rt00"
         branches = [(f"{major}.0", f"{major}.{index % 9 + 1}") for major in range(1, 2 + index % 3)]
-        affected = [{"package": {"ecosystem": "PyPI", "name": package},
-                     "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": low}, {"fixed": high}]}]} for low, high in branches]
-        severity = [{"type": "CVSS_V4", "score": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:P/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}] if index % 7 == 0 else \
-                   [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
-        github = {"id": ghsa, "aliases": [cve], "summary": f"{package} mishandles input", "details": f"{package} before the fix mishandles input.",
-                  "severity": severity, "affected": affected, "references": [{"type": "ADVISORY", "url": f"https://nvd.nist.gov/vuln/detail/{cve}"}],
-                  "database_specific": {"severity": ("LOW", "MODERATE", "HIGH", "CRITICAL")[index % 4]} if index % 7 else {}}
+        affected = [
+            {
+                "package": {"ecosystem": "PyPI", "name": package},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": low}, {"fixed": high}]}],
+            }
+            for low, high in branches
+        ]
+        severity = (
+            [{"type": "CVSS_V4", "score": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:P/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}]
+            if index % 7 == 0
+            else [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
+        )
+        github = {
+            "id": ghsa,
+            "aliases": [cve],
+            "summary": f"{package} mishandles input",
+            "details": f"{package} before the fix mishandles input.",
+            "severity": severity,
+            "affected": affected,
+            "references": [{"type": "ADVISORY", "url": f"https://nvd.nist.gov/vuln/detail/{cve}"}],
+            "database_specific": {"severity": ("LOW", "MODERATE", "HIGH", "CRITICAL")[index % 4]} if index % 7 else {},
+        }
         (folder / f"{ghsa}.json").write_text(json.dumps(github))
         written += 1
         if index % 5 == 4 or written >= EXPORT_RECORDS:
@@ -120,10 +145,21 @@ def write_osv_export(folder: Path) -> int:
         events = [event for low, high in reversed(branches) for event in ({"introduced": low}, {"fixed": high})]
         if index % 11 == 0:
             events = [{"introduced": "0"}, {"last_affected": branches[-1][1]}]
-        versions = [f"{low.split('.')[0]}.{minor}" for low, high in branches for minor in range(0, int(high.split(".")[1]))]
-        pysec = {"id": f"PYSEC-2024-{index}", "aliases": [cve, ghsa], "details": f"An issue was found in {package}. It is bad.",
-                 "affected": [{"package": {"ecosystem": "PyPI", "name": package, "purl": f"pkg:pypi/{package}"},
-                               "ranges": [{"type": "ECOSYSTEM", "events": events}], "versions": versions}]}
+        versions = [
+            f"{low.split('.')[0]}.{minor}" for low, high in branches for minor in range(0, int(high.split(".")[1]))
+        ]
+        pysec = {
+            "id": f"PYSEC-2024-{index}",
+            "aliases": [cve, ghsa],
+            "details": f"An issue was found in {package}. It is bad.",
+            "affected": [
+                {
+                    "package": {"ecosystem": "PyPI", "name": package, "purl": f"pkg:pypi/{package}"},
+                    "ranges": [{"type": "ECOSYSTEM", "events": events}],
+                    "versions": versions,
+                }
+            ],
+        }
         if index % 97 == 0:
             pysec["withdrawn"] = "2024-06-01T00:00:00Z"
         (folder / f"PYSEC-2024-{index}.json").write_text(json.dumps(pysec))
@@ -133,7 +169,15 @@ def write_osv_export(folder: Path) -> int:
 
 def measure_db_build_at_scale(root: Path) -> None:
     written = write_osv_export(root / "export")
-    command = [str(BIN / "airlock-gate"), "db", "build", "--advisories", str(root / "export"), "--out", str(root / "export-db")]
+    command = [
+        str(BIN / "airlock-gate"),
+        "db",
+        "build",
+        "--advisories",
+        str(root / "export"),
+        "--out",
+        str(root / "export-db"),
+    ]
     began = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     elapsed = time.perf_counter() - began
@@ -141,13 +185,17 @@ def measure_db_build_at_scale(root: Path) -> None:
         raise SystemExit(f"db build of the export failed: {result.stderr[-2000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     summary = result.stdout.strip().splitlines()[-1].split(" in ")[0].split(": ", 1)[1]
-    print(f"db build, osv.dev-sized export ({written:,} records): {elapsed:.2f} s, peak memory {peak:.0f} MiB   (goal <= 10 s)")
+    print(
+        f"db build, osv.dev-sized export ({written:,} records): {elapsed:.2f} s, peak memory {peak:.0f} MiB   (goal <= 10 s)"
+    )
     print(f"  {summary}")
 
 
 def write_allowlists(folder: Path) -> None:
     folder.mkdir()
-    entries = "\n".join(f"  - {{name: benchpkg{i}, environments: [prod], reason: bench, owner: bench}}" for i in range(PACKAGES))
+    entries = "\n".join(
+        f"  - {{name: benchpkg{i}, environments: [prod], reason: bench, owner: bench}}" for i in range(PACKAGES)
+    )
     (folder / "pypi.yaml").write_text(f"ecosystem: pypi\nenvironments: {{prod: {{}}}}\npackages:\n{entries}\n")
 
 
@@ -166,18 +214,59 @@ def main() -> None:
         measure_db_build_at_scale(root)  # first: peak memory is the largest child's so far
         write_advisories(root / "advisories")
         began = time.perf_counter()
-        timed([str(BIN / "airlock-gate"), "db", "build", "--advisories", str(root / "advisories"), "--out", str(root / "db")], dict(os.environ))
+        timed(
+            [
+                str(BIN / "airlock-gate"),
+                "db",
+                "build",
+                "--advisories",
+                str(root / "advisories"),
+                "--out",
+                str(root / "db"),
+            ],
+            dict(os.environ),
+        )
         db_build = time.perf_counter() - began
         write_allowlists(root / "allowlists")
         env = {**os.environ, "AIRLOCK_DATA_DIR": str(root / "data")}
         for label, module_bytes in SIZES.items():
             archive = root / f"image-{label}.tar"
             write_image(archive, module_bytes)
-            gate = [str(BIN / "airlock-gate"), "scan", "--input", str(archive), "--env", "prod", "--allowlists", str(root / "allowlists"),
-                    "--db", str(root / "db"), "--format", "json"]
-            trivy = [str(BIN / "trivy"), "image", "--input", str(archive), "--cache-dir", str(root / "db"), "--cache-backend", "memory",
-                     "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln,secret", "--list-all-pkgs",
-                     "--format", "json", "--output", str(root / "bare.json"), "--quiet"]
+            gate = [
+                str(BIN / "airlock-gate"),
+                "scan",
+                "--input",
+                str(archive),
+                "--env",
+                "prod",
+                "--allowlists",
+                str(root / "allowlists"),
+                "--db",
+                str(root / "db"),
+                "--format",
+                "json",
+            ]
+            trivy = [
+                str(BIN / "trivy"),
+                "image",
+                "--input",
+                str(archive),
+                "--cache-dir",
+                str(root / "db"),
+                "--cache-backend",
+                "memory",
+                "--skip-db-update",
+                "--skip-java-db-update",
+                "--offline-scan",
+                "--scanners",
+                "vuln,secret",
+                "--list-all-pkgs",
+                "--format",
+                "json",
+                "--output",
+                str(root / "bare.json"),
+                "--quiet",
+            ]
             timed(gate, env), timed(trivy, env)  # warm the page cache for both
             gate_times, trivy_times = [], []
             for _ in range(RUNS):
@@ -186,10 +275,14 @@ def main() -> None:
             found = json.loads((root / "bare.json").read_text())
             vulns = sum(len(r.get("Vulnerabilities") or []) for r in found.get("Results", []))
             bare, ours = statistics.median(trivy_times), statistics.median(gate_times)
-            print(f"{label} image: {archive.stat().st_size / 1e6:.0f} MB docker-archive, {LAYERS} layers, {PACKAGES} Python packages, "
-                  f"{vulns} vulnerabilities (LOW) found")
+            print(
+                f"{label} image: {archive.stat().st_size / 1e6:.0f} MB docker-archive, {LAYERS} layers, {PACKAGES} Python packages, "
+                f"{vulns} vulnerabilities (LOW) found"
+            )
             print(f"  bare trivy image (same flags):  {bare:.3f} s   (median of {RUNS})")
-            print(f"  airlock-gate scan --input:      {ours:.3f} s   = {ours / bare:.2f}x bare Trivy, +{ours - bare:.2f} s  (goal <= 1.10x)")
+            print(
+                f"  airlock-gate scan --input:      {ours:.3f} s   = {ours / bare:.2f}x bare Trivy, +{ours - bare:.2f} s  (goal <= 1.10x)"
+            )
             archive.unlink()
         print(f"db build, {ADVISORIES:,} advisories:     {db_build:.3f} s   (including interpreter start)")
 

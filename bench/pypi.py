@@ -24,9 +24,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.upstream.pypi import Release, Upstream  # noqa: E402
-from tests.upstream.servers import AirlockProcess, StaticServer  # noqa: E402
-from tests.worlds import fresh_venv, pip  # noqa: E402
+from testkit.pypi import Release, Upstream
+from testkit.servers import AirlockProcess, StaticServer
+from testkit.worlds import fresh_venv, pip
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 BIG_FILES = 2000
@@ -47,8 +47,12 @@ def latencies(url: str, accept: str, count: int = 400) -> tuple[float, float]:
 
 
 def throughput(url: str, accept: str, seconds: int = 5) -> float:
-    result = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Accept: {accept}", url],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Accept: {accept}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
     if non2xx:
@@ -84,16 +88,28 @@ def main() -> None:
         static = StaticServer(upstream.root).start()
         allowlists = tmp / "allowlists"
         allowlists.mkdir(parents=True)
-        entries = "".join(f"  - {{name: {n}, environments: [prod], reason: bench, owner: bench}}\n" for n in ["small", "bigproj", *names])
+        entries = "".join(
+            f"  - {{name: {n}, environments: [prod], reason: bench, owner: bench}}\n"
+            for n in ["small", "bigproj", *names]
+        )
         (allowlists / "pypi.yaml").write_text(f"ecosystem: pypi\nenvironments: {{prod: {{}}}}\npackages:\n{entries}")
         try:
-            print(f"{'page':<22}{'server':<22}{'median ms':>10}{'p99 ms':>9}{'req/s':>9}   vs devpi: latency, throughput")
+            print(
+                f"{'page':<22}{'server':<22}{'median ms':>10}{'p99 ms':>9}{'req/s':>9}   vs devpi: latency, throughput"
+            )
             static_rows = {}
             for label, ttl in (("airlock", "2"), ("airlock, page TTL 0", "0")):
                 work = tmp / f"airlock-ttl{ttl}"
-                airlock = AirlockProcess(work, {
-                    "AIRLOCK_PYPI_UPSTREAM": f"{static.url}/simple/", "AIRLOCK_DATA_DIR": str(work / "data"),
-                    "AIRLOCK_ALLOWLISTS": str(allowlists), "AIRLOCK_LOG_FORMAT": "text", "AIRLOCK_PYPI_PAGE_TTL": ttl}).start()
+                airlock = AirlockProcess(
+                    work,
+                    {
+                        "AIRLOCK_PYPI_UPSTREAM": f"{static.url}/simple/",
+                        "AIRLOCK_DATA_DIR": str(work / "data"),
+                        "AIRLOCK_ALLOWLISTS": str(allowlists),
+                        "AIRLOCK_LOG_FORMAT": "text",
+                        "AIRLOCK_PYPI_PAGE_TTL": ttl,
+                    },
+                ).start()
                 try:
                     devpi = httpx.get(f"{airlock.url}/readyz").json()["parts"]["devpi"]["url"]
                     for project in ("small", "bigproj"):
@@ -103,17 +119,24 @@ def main() -> None:
                         }
                         if project not in static_rows:
                             targets["static"] = (f"{static.url}/simple/{project}/", "text/html")
-                        results = {name: (*latencies(url, accept), throughput(url, accept)) for name, (url, accept) in targets.items()}
+                        results = {
+                            name: (*latencies(url, accept), throughput(url, accept))
+                            for name, (url, accept) in targets.items()
+                        }
                         static_rows.setdefault(project, results.get("static"))
                         base_median, _, base_rps = results["devpi"]
                         for name, (median, p99, rps) in results.items():
                             page = f"{project} ({3 if project == 'small' else BIG_FILES} files)"
-                            print(f"{page:<22}{name:<22}{median:>10.2f}{p99:>9.2f}{rps:>9.0f}   {median / base_median:.2f}x, {rps / base_rps:.0%}")
+                            print(
+                                f"{page:<22}{name:<22}{median:>10.2f}{p99:>9.2f}{rps:>9.0f}   {median / base_median:.2f}x, {rps / base_rps:.0%}"
+                            )
                     if ttl != "0":
                         through_airlock = warm_install(f"{airlock.url}/pypi/prod/simple/", names, tmp)
                         through_static = warm_install(f"{static.url}/simple/", names, tmp)
-                        install_line = (f"warm pip install of {INSTALL_PACKAGES} packages: airlock {through_airlock:.2f} s, "
-                                        f"static {through_static:.2f} s = {through_airlock / through_static:.2f}x  (goal <= 1.2x)")
+                        install_line = (
+                            f"warm pip install of {INSTALL_PACKAGES} packages: airlock {through_airlock:.2f} s, "
+                            f"static {through_static:.2f} s = {through_airlock / through_static:.2f}x  (goal <= 1.2x)"
+                        )
                 finally:
                     airlock.stop()
             print(install_line)

@@ -31,8 +31,8 @@ from packaging.version import Version
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.upstream.servers import AirlockProcess  # noqa: E402
-from tests.worlds import BIN, client_env, fresh_venv  # noqa: E402
+from testkit.servers import AirlockProcess
+from testkit.worlds import BIN, client_env, fresh_venv
 
 PYPI = "https://pypi.org/simple/"
 PACKAGES = ["pandas", "scikit-learn"]
@@ -56,7 +56,18 @@ def install(client: str, index: str, requirements: list[str], tmp: Path, label: 
     if client == "uv":
         command = [str(BIN / "uv"), "pip", "install", "--python", str(python), "--index-url", index, *requirements]
     else:
-        command = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-cache-dir", "--index-url", index, *requirements]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            index,
+            *requirements,
+        ]
     return run(command, work, work / "uv-cache")
 
 
@@ -67,21 +78,42 @@ def resolve(client: str, index: str, requirements: list[str], tmp: Path, label: 
         command = [str(BIN / "uv"), "pip", "compile", "-", "--index-url", index, *TARGET, "--no-header", "-q"]
         env = {**client_env(work), "UV_CACHE_DIR": str(work / "uv-cache")}
         began = time.perf_counter()
-        result = subprocess.run(command, input="\n".join(requirements), env=env, capture_output=True, text=True, timeout=1800)
+        result = subprocess.run(
+            command, input="\n".join(requirements), env=env, capture_output=True, text=True, timeout=1800
+        )
         if result.returncode != 0:
             raise SystemExit(f"uv pip compile failed:\n{result.stderr[-3000:]}")
         return time.perf_counter() - began
     python = fresh_venv(work / "venv")
-    command = [sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "--no-cache-dir", "--ignore-installed",
-               "--index-url", index, *requirements]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "--dry-run",
+        "--no-cache-dir",
+        "--ignore-installed",
+        "--index-url",
+        index,
+        *requirements,
+    ]
     return run(command, work, work / "uv-cache")
 
 
 def pins(requirements: list[str], tmp: Path) -> dict[str, str]:
     """The dependency-closed set, pinned, as uv resolves it straight from PyPI."""
     env = {**client_env(tmp), "UV_CACHE_DIR": str(tmp / "uv-pins")}
-    result = subprocess.run([str(BIN / "uv"), "pip", "compile", "-", "--index-url", PYPI, *TARGET, "--no-header", "--no-annotate", "-q"],
-                            input="\n".join(requirements), env=env, capture_output=True, text=True, check=True, timeout=600)
+    result = subprocess.run(
+        [str(BIN / "uv"), "pip", "compile", "-", "--index-url", PYPI, *TARGET, "--no-header", "--no-annotate", "-q"],
+        input="\n".join(requirements),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return dict(line.split("==", 1) for line in result.stdout.split() if "==" in line)
 
 
@@ -97,7 +129,9 @@ def allowlist(folder: Path, entries: dict[str, str | None]) -> Path:
 
 def airlock(tmp: Path, allowlists: Path, label: str, **env: str) -> AirlockProcess:
     work = tmp / f"airlock-{label}"
-    return AirlockProcess(work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(allowlists), **env}).start()
+    return AirlockProcess(
+        work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(allowlists), **env}
+    ).start()
 
 
 def ratio_line(label: str, seconds: float, baseline: float, goal: str = "") -> str:
@@ -107,7 +141,9 @@ def ratio_line(label: str, seconds: float, baseline: float, goal: str = "") -> s
 def bench_installs(tmp: Path) -> None:
     closure = pins(PACKAGES, tmp)
     folder = allowlist(tmp / "allowlists-install", closure)
-    print(f"installs of {' '.join(PACKAGES)} ({len(closure)} packages with dependencies), fresh venv, empty client caches:")
+    print(
+        f"installs of {' '.join(PACKAGES)} ({len(closure)} packages with dependencies), fresh venv, empty client caches:"
+    )
     for client in ("uv", "pip"):
         first = install(client, PYPI, PACKAGES, tmp, "direct1")
         service = airlock(tmp, folder, f"install-{client}")
@@ -119,7 +155,9 @@ def bench_installs(tmp: Path) -> None:
             service.stop()
         second = install(client, PYPI, PACKAGES, tmp, "direct2")
         direct = statistics.mean([first, second])
-        print(f"  {client} straight from PyPI:                    {direct:6.2f} s   (runs {first:.2f} s and {second:.2f} s)")
+        print(
+            f"  {client} straight from PyPI:                    {direct:6.2f} s   (runs {first:.2f} s and {second:.2f} s)"
+        )
         print(ratio_line(f"{client} through Airlock, cold data dir:", cold, direct, "   (goal <= 1.5x)"))
         print(ratio_line(f"{client} through Airlock, its caches warm:", warm, direct, "   (goal <= 1.1x)"))
 
@@ -134,8 +172,15 @@ def many_versions() -> list[str]:
 
 def bench_metadata(tmp: Path) -> None:
     requirements = many_versions()
-    names = {"boto3": None, "botocore": None, "jmespath": None, "s3transfer": None, "python-dateutil": None,
-             "six": None, "urllib3": None}
+    names = {
+        "boto3": None,
+        "botocore": None,
+        "jmespath": None,
+        "s3transfer": None,
+        "python-dateutil": None,
+        "six": None,
+        "urllib3": None,
+    }
     folder = allowlist(tmp / "allowlists-metadata", names)
     print(f"\nresolution of {' '.join(requirements)} (many versions), empty client caches, by AIRLOCK_PYPI_METADATA:")
     for client in ("uv", "pip"):
@@ -145,13 +190,17 @@ def bench_metadata(tmp: Path) -> None:
             service = airlock(tmp, folder, f"metadata-{client}-{mode}", AIRLOCK_PYPI_METADATA=mode)
             try:
                 index = f"{service.url}/pypi/prod/simple/"
-                results[mode] = (resolve(client, index, requirements, tmp, f"{mode}-cold"),
-                                 resolve(client, index, requirements, tmp, f"{mode}-warm"))
+                results[mode] = (
+                    resolve(client, index, requirements, tmp, f"{mode}-cold"),
+                    resolve(client, index, requirements, tmp, f"{mode}-warm"),
+                )
             finally:
                 service.stop()
         second = resolve(client, PYPI, requirements, tmp, "direct2")
         direct = statistics.mean([first, second])
-        print(f"  {client} straight from PyPI:                    {direct:6.2f} s   (runs {first:.2f} s and {second:.2f} s)")
+        print(
+            f"  {client} straight from PyPI:                    {direct:6.2f} s   (runs {first:.2f} s and {second:.2f} s)"
+        )
         for mode, (cold, warm) in results.items():
             print(ratio_line(f"{client} metadata={mode}, cold:", cold, direct))
             print(ratio_line(f"{client} metadata={mode}, warm:", warm, direct))

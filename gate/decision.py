@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import gate.report  # noqa: F401 - loaded while Trivy scans, so the verdict is reported the moment it is recorded
 from gate.checks import ALL_CHECKS, match_base
-from gate.interface import BaseImage, Finding, GateContext, GateError, ImageFacts, Outcome, Verdict, decide
 from gate.images import ImageSource, from_engine
+from gate.interface import BaseImage, Finding, GateContext, GateError, ImageFacts, Outcome, Verdict, outcome_of
 from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
 from gate.record import AuditSink, actor_of, ci_identity, decision_body, findings_text
 from gate.registry import BaseImageReader, RegistryClient
@@ -38,23 +38,39 @@ def allowed_bases(allowlist: Allowlist, reader: BaseImageReader) -> tuple[BaseIm
     bases = []
     for ref in allowed_references(allowlist, reader.env, reader.tags):
         digest, diff_ids = reader.diff_ids(ref.upstream, ref.repository, ref.reference)
-        shown = f"{ref.image}@{ref.reference}" if ref.reference.startswith("sha256:") else f"{ref.image}:{ref.reference}"
+        shown = (
+            f"{ref.image}@{ref.reference}" if ref.reference.startswith("sha256:") else f"{ref.image}:{ref.reference}"
+        )
         bases.append(BaseImage(shown, digest, diff_ids, ref.rule))
     return tuple(bases)
 
 
-def judge(request: ScanRequest, policy: GatePolicyInputs, facts: ImageFacts, registry: RegistryClient,
-          server: ServerClient | None) -> list[Finding]:
+def judge(
+    request: ScanRequest,
+    policy: GatePolicyInputs,
+    facts: ImageFacts,
+    registry: RegistryClient,
+    server: ServerClient | None,
+) -> list[Finding]:
     bases = allowed_bases(policy.allowlist, BaseImageReader(registry, request.environment, server))
-    context = GateContext(request.environment, facts, policy.allowlist, policy.thresholds, policy.waivers, bases,
-                          match_base(facts.diff_ids, bases) if bases else None)
+    context = GateContext(
+        request.environment,
+        facts,
+        policy.allowlist,
+        policy.thresholds,
+        policy.waivers,
+        bases,
+        match_base(facts.diff_ids, bases) if bases else None,
+    )
     findings: list[Finding] = []
     for check in ALL_CHECKS:
         findings += check.run(context)
     return findings
 
 
-def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, target: Path | None, workdir: Path, raw: Path) -> Verdict:
+def decide_image(
+    request: ScanRequest, binary: Path, scan: TrivyRun | None, target: Path | None, workdir: Path, raw: Path
+) -> Verdict:
     """`scan` is Trivy already scanning `target` (what `request.archive` became), or None for an
     image to export first."""
     reference = request.image or str(request.archive)
@@ -85,23 +101,37 @@ def decide_image(request: ScanRequest, binary: Path, scan: TrivyRun | None, targ
         facts = replace(facts, packages=with_conda_records(facts.packages, conda))
         findings = judge(request, policy, facts, registry, server)
     except GateError as exc:
-        verdict = Verdict(Outcome.UNDECIDED, reference, request.environment, source.digest if source else None, (), cause=str(exc))
+        verdict = Verdict(
+            Outcome.UNDECIDED, reference, request.environment, source.digest if source else None, (), cause=str(exc)
+        )
         return _record(verdict, server, audit)
     finally:
         if scan is not None:
             scan.stop()
-    outcome = decide(findings)
+    outcome = outcome_of(findings)
     digest = source.digest or facts.image_id
     verdict = Verdict(outcome, reference, request.environment, digest, tuple(findings), facts=facts)
     if outcome is Outcome.FAIL:
         verdict = replace(verdict, discarded=tuple(source.discard(registry)))
-    return _record(verdict, server, audit, {"image_id": facts.image_id, "layers": list(facts.diff_ids), "scanner": facts.scanner,
-                                            "policy": list(policy.sources), "db_updated_at": db_state.updated_at.isoformat()})
+    return _record(
+        verdict,
+        server,
+        audit,
+        {
+            "image_id": facts.image_id,
+            "layers": list(facts.diff_ids),
+            "scanner": facts.scanner,
+            "policy": list(policy.sources),
+            "db_updated_at": db_state.updated_at.isoformat(),
+        },
+    )
 
 
 def record_undecided(request: ScanRequest, cause: str) -> Verdict:
     """Trivy could not even start (missing binary, unreadable archive): recorded locally."""
-    verdict = Verdict(Outcome.UNDECIDED, request.image or str(request.archive), request.environment, None, (), cause=cause)
+    verdict = Verdict(
+        Outcome.UNDECIDED, request.image or str(request.archive), request.environment, None, (), cause=cause
+    )
     return _record(verdict, None, AuditSink())
 
 
@@ -112,8 +142,11 @@ def _record(verdict: Verdict, server: ServerClient | None, audit: AuditSink, ext
     try:
         audit_id = audit.append(body, actor_of(ci), findings_text(verdict.findings))
     except Exception as exc:  # any database error: the record is what must not be lost
-        return _unrecorded(verdict, f"the decision could not be written to the local audit log ({exc.__class__.__name__}: "
-                                    f"{str(exc)[:200]}); check AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL")
+        return _unrecorded(
+            verdict,
+            f"the decision could not be written to the local audit log ({exc.__class__.__name__}: "
+            f"{str(exc)[:200]}); check AIRLOCK_DATA_DIR / AIRLOCK_DATABASE_URL",
+        )
     verdict = replace(verdict, audit_id=audit_id)
     if server is not None:
         try:
@@ -125,4 +158,6 @@ def _record(verdict: Verdict, server: ServerClient | None, audit: AuditSink, ext
 
 def _unrecorded(verdict: Verdict, cause: str) -> Verdict:
     """A pass that could not be recorded must not deploy; a fail stays a fail (the image is gone)."""
-    return replace(verdict, outcome=Outcome.UNDECIDED if verdict.outcome is Outcome.PASS else verdict.outcome, cause=cause)
+    return replace(
+        verdict, outcome=Outcome.UNDECIDED if verdict.outcome is Outcome.PASS else verdict.outcome, cause=cause
+    )

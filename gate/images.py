@@ -58,7 +58,9 @@ class ImageSource:
                 removed.append(f"registry:{host}/{repository} NOT removed ({exc})")
         if self.kind == "archive":
             try:
-                shutil.rmtree(self.archive) if self.archive.is_dir() else self.archive.unlink()  # an OCI layout is a folder
+                shutil.rmtree(
+                    self.archive
+                ) if self.archive.is_dir() else self.archive.unlink()  # an OCI layout is a folder
                 removed.append(f"archive:{self.archive}")
             except OSError as exc:
                 removed.append(f"archive:{self.archive} NOT removed ({exc.strerror})")
@@ -73,7 +75,9 @@ def _engine():
         client.ping()
     except Exception as exc:  # DockerException, connection errors
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise GateError(f"Docker engine unreachable at {where} ({exc.__class__.__name__}): start it or set DOCKER_HOST") from None
+        raise GateError(
+            f"Docker engine unreachable at {where} ({exc.__class__.__name__}): start it or set DOCKER_HOST"
+        ) from None
     return client
 
 
@@ -92,14 +96,20 @@ def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> Imag
             digest = registry.digest(host, repository, tag)
         image = client.images.get(reference)
     except docker.errors.ImageNotFound:
-        raise GateError(f"no image {reference} in the Docker engine: build it first, or give --input image.tar") from None
+        raise GateError(
+            f"no image {reference} in the Docker engine: build it first, or give --input image.tar"
+        ) from None
     except docker.errors.APIError as exc:
-        raise GateError(f"cannot get {reference} from {'the registry' if host else 'the engine'}: {exc.explanation or exc}") from None
+        raise GateError(
+            f"cannot get {reference} from {'the registry' if host else 'the engine'}: {exc.explanation or exc}"
+        ) from None
     archive = workdir / "image.tar"
     try:
         with open(archive, "wb") as handle:
             for chunk in image.save(named=True):
                 handle.write(chunk)
     except (docker.errors.APIError, OSError) as exc:
-        raise GateError(f"cannot export {reference} from the engine ({exc.__class__.__name__}): {str(exc)[:200]}") from None
+        raise GateError(
+            f"cannot export {reference} from the engine ({exc.__class__.__name__}): {str(exc)[:200]}"
+        ) from None
     return ImageSource(reference, archive, kind, digest, client)

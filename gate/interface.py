@@ -11,7 +11,9 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gate.errors import GateError as GateError  # re-exported: defined apart so the scan path can raise it before loading this
+from gate.errors import (
+    GateError as GateError,
+)  # re-exported: defined apart so the scan path can raise it before loading this
 
 if TYPE_CHECKING:
     from mirror.policy import Allowlist
@@ -136,9 +138,9 @@ class GateContext:
 
     environment: str
     facts: ImageFacts
-    allowlist: "Allowlist"
-    thresholds: "GateThresholds"
-    waivers: tuple["Waiver", ...]
+    allowlist: Allowlist
+    thresholds: GateThresholds
+    waivers: tuple[Waiver, ...]
     base_images: tuple[BaseImage, ...] | None
     """None: no containers.yaml, the base-image check is not configured."""
     base: BaseImage | None = None
@@ -172,5 +174,5 @@ class Verdict:
         return [f for f in self.findings if f.level is Level.FAIL]
 
 
-def decide(findings: list[Finding]) -> Outcome:
+def outcome_of(findings: list[Finding]) -> Outcome:
     return Outcome.FAIL if any(f.level is Level.FAIL for f in findings) else Outcome.PASS

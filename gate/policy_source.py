@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,10 +43,14 @@ class ServerClient:
         try:
             response = self.client.request(method, f"{self.url}{path}", headers=self.headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise GateError(f"Airlock server {self.url} unreachable ({exc.__class__.__name__}): the gate cannot decide without it; "
-                            "check --server, or run without --server to use the local allowlists only") from None
+            raise GateError(
+                f"Airlock server {self.url} unreachable ({exc.__class__.__name__}): the gate cannot decide without it; "
+                "check --server, or run without --server to use the local allowlists only"
+            ) from None
         if response.status_code in (401, 403):
-            raise GateError(f"Airlock server {self.url} refused the gate (HTTP {response.status_code}): set AIRLOCK_TOKEN to a cicd-process token")
+            raise GateError(
+                f"Airlock server {self.url} refused the gate (HTTP {response.status_code}): set AIRLOCK_TOKEN to a cicd-process token"
+            )
         return response
 
     def grants(self, ecosystem: Ecosystem, env: str) -> list[ExceptionGrant]:
@@ -54,20 +58,36 @@ class ServerClient:
         if response.status_code == 404:
             return []  # the server has no such environment for this ecosystem: no exceptions either
         if response.status_code != 200:
-            raise GateError(f"Airlock server {self.url} answered HTTP {response.status_code} for the {ecosystem.value} allowlist")
-        return [ExceptionGrant(item["id"], ecosystem, item["package"], item["versions"], frozenset(item["environments"]),
-                               datetime.fromisoformat(item["expires_at"]), item["approved_by"], item.get("project"))
-                for item in response.json().get("exceptions", [])]
+            raise GateError(
+                f"Airlock server {self.url} answered HTTP {response.status_code} for the {ecosystem.value} allowlist"
+            )
+        return [
+            ExceptionGrant(
+                item["id"],
+                ecosystem,
+                item["package"],
+                item["versions"],
+                frozenset(item["environments"]),
+                datetime.fromisoformat(item["expires_at"]),
+                item["approved_by"],
+                item.get("project"),
+            )
+            for item in response.json().get("exceptions", [])
+        ]
 
     def post_decision(self, body: dict) -> int | None:
         response = self._call("POST", "/api/v1/gate/decisions", json=body)
         if response.status_code != 201:
-            raise GateError(f"Airlock server {self.url} did not record the decision (HTTP {response.status_code}: {response.text[:200]})")
+            raise GateError(
+                f"Airlock server {self.url} did not record the decision (HTTP {response.status_code}: {response.text[:200]})"
+            )
         return response.json().get("audit_id")
 
 
-def load_gate_policy(allowlists: Path, waivers_file: Path | None, env: str, server: ServerClient | None) -> GatePolicyInputs:
-    now = datetime.now(timezone.utc)
+def load_gate_policy(
+    allowlists: Path, waivers_file: Path | None, env: str, server: ServerClient | None
+) -> GatePolicyInputs:
+    now = datetime.now(UTC)
     try:
         sources = read_policy_sources([allowlists])
         if waivers_file is not None:
@@ -79,8 +99,10 @@ def load_gate_policy(allowlists: Path, waivers_file: Path | None, env: str, serv
     except InvalidAllowlist as exc:
         shown = "; ".join(str(d) for d in exc.diagnostics[:_SHOWN_PROBLEMS])
         more = f" (and {len(exc.diagnostics) - _SHOWN_PROBLEMS} more)" if len(exc.diagnostics) > _SHOWN_PROBLEMS else ""
-        raise GateError(f"the allowlists in {allowlists} are invalid, so nothing can be vetted: {shown}{more}; "
-                        f"run `airlock allowlist check {allowlists}`") from None
+        raise GateError(
+            f"the allowlists in {allowlists} are invalid, so nothing can be vetted: {shown}{more}; "
+            f"run `airlock allowlist check {allowlists}`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise GateError(f"cannot read {waivers_file}: {exc}") from None
     grants: list[ExceptionGrant] = []
@@ -91,9 +113,13 @@ def load_gate_policy(allowlists: Path, waivers_file: Path | None, env: str, serv
     with collector_paused():
         allowlist = build_allowlist(policy, grants, now)
     if policy.gate is not None and env not in policy.gate.environments:
-        raise GateError(f"{policy.gate.file} declares no environment {env!r} (declared: {', '.join(sorted(policy.gate.environments))})")
+        raise GateError(
+            f"{policy.gate.file} declares no environment {env!r} (declared: {', '.join(sorted(policy.gate.environments))})"
+        )
     thresholds = policy.gate.environments[env] if policy.gate is not None else DEFAULT_GATE.get(env)
     if thresholds is None:
-        raise GateError(f"no gate policy for environment {env!r}: add it to {allowlists}/gate.yaml (fail_on, unknown, secrets, max_db_age)")
+        raise GateError(
+            f"no gate policy for environment {env!r}: add it to {allowlists}/gate.yaml (fail_on, unknown, secrets, max_db_age)"
+        )
     names = tuple(sorted(s[0] for s in sources)) + ((f"{server.url} ({len(grants)} exceptions)",) if server else ())
     return GatePolicyInputs(allowlist, thresholds, policy.waivers, names)

@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from gate.policy_source import ServerClient
     from mirror.policy.containers import RegistryUpstream
 
-MANIFEST_ACCEPT = ", ".join((
-    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
-))
+MANIFEST_ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 
 
@@ -62,14 +66,25 @@ class RegistryClient:
     def tags(self, base_url: str, repository: str, headers: dict[str, str] | None = None) -> list[str]:
         return list(self._get(f"{base_url}/v2/{repository}/tags/list", headers).json().get("tags") or [])
 
-    def diff_ids(self, base_url: str, repository: str, reference: str, headers: dict[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
+    def diff_ids(
+        self, base_url: str, repository: str, reference: str, headers: dict[str, str] | None = None
+    ) -> tuple[str, tuple[str, ...]]:
         """(manifest digest, layer diff IDs) of an image; an index resolves to its linux/amd64 entry."""
-        response = self._get(f"{base_url}/v2/{repository}/manifests/{reference}", {**(headers or {}), "Accept": MANIFEST_ACCEPT})
+        response = self._get(
+            f"{base_url}/v2/{repository}/manifests/{reference}", {**(headers or {}), "Accept": MANIFEST_ACCEPT}
+        )
         digest = response.headers.get("Docker-Content-Digest", reference)
         manifest = response.json()
         if manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
-            platform = next((m for m in manifest.get("manifests", [])
-                             if m.get("platform", {}).get("os") == "linux" and m.get("platform", {}).get("architecture") == "amd64"), None)
+            platform = next(
+                (
+                    m
+                    for m in manifest.get("manifests", [])
+                    if m.get("platform", {}).get("os") == "linux"
+                    and m.get("platform", {}).get("architecture") == "amd64"
+                ),
+                None,
+            )
             if platform is None:
                 raise GateError(f"{base_url}/v2/{repository}:{reference} has no linux/amd64 image")
             return digest, self.diff_ids(base_url, repository, platform["digest"], headers)[1]
@@ -86,7 +101,9 @@ class RegistryClient:
         if reference.startswith("sha256:"):
             return reference
         try:
-            head = self.client.head(f"{registry_base_url(host)}/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT})
+            head = self.client.head(
+                f"{registry_base_url(host)}/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}
+            )
         except httpx.HTTPError:
             return None
         return head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
@@ -97,14 +114,18 @@ class RegistryClient:
 
         digest = self.digest(host, repository, tag_or_digest)
         if digest is None:
-            raise GateError(f"cannot delete {host}/{repository}:{tag_or_digest} from the registry: its manifest digest cannot be read")
+            raise GateError(
+                f"cannot delete {host}/{repository}:{tag_or_digest} from the registry: its manifest digest cannot be read"
+            )
         try:
             response = self.client.delete(f"{registry_base_url(host)}/v2/{repository}/manifests/{digest}")
         except httpx.HTTPError as exc:
             raise GateError(f"cannot delete {host}/{repository} from the registry ({exc.__class__.__name__})") from None
         if response.status_code not in (200, 202, 404):
-            raise GateError(f"registry refused to delete {host}/{repository}@{digest}: HTTP {response.status_code} "
-                            "(enable deletes: storage.delete.enabled in the registry's config)")
+            raise GateError(
+                f"registry refused to delete {host}/{repository}@{digest}: HTTP {response.status_code} "
+                "(enable deletes: storage.delete.enabled in the registry's config)"
+            )
         return digest
 
 

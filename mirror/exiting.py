@@ -7,6 +7,7 @@ before it starts Trivy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -17,8 +18,6 @@ def leave(code: int) -> NoReturn:
     if logging is not None:  # flush log handlers, if anything loaded logging at all
         logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a reader that went away (| head), or a stream main closed
             stream.flush()
-        except (OSError, ValueError):  # a reader that went away (| head), or a stream main closed
-            pass
     os._exit(code)

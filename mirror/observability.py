@@ -3,13 +3,13 @@ routes (`AIRLOCK_REQUIRE_TOKEN=true`): one ASGI middleware, outside every router
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import logging
 import re
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -17,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mirror.auth.roles import Permission, Principal, may_use_open_route
+from mirror.auth.access import AccessControl, presented_token
+from mirror.auth.roles import Permission, may_use_open_route
 from mirror.refusals import refusal
 
 log = logging.getLogger("airlock.access")
@@ -26,14 +27,31 @@ _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 OPEN_PREFIXES = ("/pypi/", "/conda/", "/v2/")
 
 REGISTRY = CollectorRegistry()
-REQUESTS = Counter("airlock_http_requests", "HTTP requests by route, method and status class",
-                   ["route", "method", "status_class"], registry=REGISTRY)
-LATENCY = Histogram("airlock_http_request_duration_seconds", "HTTP request latency by route", ["route"], registry=REGISTRY,
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-DECISIONS = Counter("airlock_policy_decisions", "Package decisions served", ["ecosystem", "environment", "outcome"], registry=REGISTRY)
-UPSTREAM_ERRORS = Counter("airlock_upstream_errors", "Upstream or cache failures that made Airlock answer 503",
-                          ["upstream"], registry=REGISTRY)
-GATE_OUTCOMES = Counter("airlock_gate_decisions", "Gate decisions reported to the server", ["decision"], registry=REGISTRY)
+REQUESTS = Counter(
+    "airlock_http_requests",
+    "HTTP requests by route, method and status class",
+    ["route", "method", "status_class"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "airlock_http_request_duration_seconds",
+    "HTTP request latency by route",
+    ["route"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DECISIONS = Counter(
+    "airlock_policy_decisions", "Package decisions served", ["ecosystem", "environment", "outcome"], registry=REGISTRY
+)
+UPSTREAM_ERRORS = Counter(
+    "airlock_upstream_errors",
+    "Upstream or cache failures that made Airlock answer 503",
+    ["upstream"],
+    registry=REGISTRY,
+)
+GATE_OUTCOMES = Counter(
+    "airlock_gate_decisions", "Gate decisions reported to the server", ["decision"], registry=REGISTRY
+)
 
 
 class LogContext(logging.Filter):
@@ -66,27 +84,15 @@ def metrics_response() -> Response:
     return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def presented_token(headers: dict[bytes, bytes]) -> str | None:
-    """A token as a bearer token, or as the password of basic auth (what pip and conda send)."""
-    value = headers.get(b"authorization", b"").decode("latin-1")
-    scheme, _, credentials = value.partition(" ")
-    if scheme.lower() == "bearer":
-        return credentials.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            return base64.b64decode(credentials).decode().partition(":")[2] or None
-        except (ValueError, UnicodeDecodeError):
-            return None
-    return None
-
-
 class Observability:
-    def __init__(self, app: ASGIApp, require_token: bool, authenticate: Callable[[str], tuple[Principal | None, str]],
-                 deny: Callable[[Principal | None, str, str, int], None]) -> None:
+    """The outermost middleware: a request id for every request, its access line and metrics, and —
+    with AIRLOCK_REQUIRE_TOKEN=true — the token package routes and /metrics take (through the same
+    `AccessControl` as the API)."""
+
+    def __init__(self, app: ASGIApp, require_token: bool, access: AccessControl) -> None:
         self.app = app
         self.require_token = require_token
-        self.authenticate = authenticate
-        self.deny = deny
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,31 +123,49 @@ class Observability:
             elapsed = time.perf_counter() - started
             REQUESTS.labels(route, scope["method"], f"{status // 100}xx").inc()
             LATENCY.labels(route).observe(elapsed)
-            log.info("%s %s %d", scope["method"], route, status,
-                     extra={"method": scope["method"], "route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)})
+            log.info(
+                "%s %s %d",
+                scope["method"],
+                route,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
             request_id.reset(token)
 
     async def _token_gate(self, scope: Scope, headers: dict[bytes, bytes]) -> Response | None:
         path = scope["path"]
-        permission = (Permission.METRICS if path == "/metrics" else Permission.IMAGES if path.startswith("/v2/")
-                      else Permission.PACKAGES if path.startswith(OPEN_PREFIXES) else None)
+        permission = (
+            Permission.METRICS
+            if path == "/metrics"
+            else Permission.IMAGES
+            if path.startswith("/v2/")
+            else Permission.PACKAGES
+            if path.startswith(OPEN_PREFIXES)
+            else None
+        )
         if not self.require_token or permission is None:
             return None
-        presented = presented_token(headers)
+        presented = presented_token(headers.get(b"authorization", b"").decode("latin-1"))
         if presented is None:
-            return _auth_required("a token is required (AIRLOCK_REQUIRE_TOKEN=true): pip/conda: put it as the password in the "
-                                  "index URL (http://user:TOKEN@host/...); docker: docker login with the token")
-        principal, why = await run_in_threadpool(self.authenticate, presented)
+            return _auth_required(
+                "a token is required (AIRLOCK_REQUIRE_TOKEN=true): pip/conda: put it as the password in the "
+                "index URL (http://user:TOKEN@host/...); docker: docker login with the token"
+            )
+        principal, why = await run_in_threadpool(self.access.lookup, presented)
         if principal is None:
-            await run_in_threadpool(self.deny, None, path, f"invalid token: {why}", 401)
+            await run_in_threadpool(self.access.deny, None, f"GET {path}", path, f"invalid token: {why}", None, 401)
             return _auth_required(f"invalid token: {why}")
         if not may_use_open_route(principal, permission):
             reason = f"role {principal.role} may not {permission.value}"
-            await run_in_threadpool(self.deny, principal, path, reason, 403)
+            await run_in_threadpool(self.access.deny, principal, f"GET {path}", path, reason, None, 403)
             return JSONResponse({"detail": reason}, status_code=403, headers={"X-Airlock-Reason": reason})
         return None
 
 
 def _auth_required(reason: str) -> Response:
     return refusal(401, reason, route="token", headers={"WWW-Authenticate": 'Basic realm="airlock"'})
-

@@ -21,26 +21,47 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIRLOCK_", extra="forbid", frozen=True)
 
     listen: str = Field("127.0.0.1:8000", description="HOST:PORT of the one public port")
-    data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description="state: database, devpi server dir, conda channels, logs")
+    data_dir: Path = Field(
+        Path(DEFAULT_DATA_DIR), description="state: database, devpi server dir, conda channels, logs"
+    )
     allowlists: Path = Field(Path("allowlists"), description="folder of allowlist files")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir")
-    database_password_file: Path | None = Field(None, description="file holding the database password (a Docker/compose secret), kept out of the URL")
+    database_password_file: Path | None = Field(
+        None, description="file holding the database password (a Docker/compose secret), kept out of the URL"
+    )
     pypi_upstream: str = Field("https://pypi.org/simple/", description="PEP 503/691 index devpi mirrors")
-    pypi_page_ttl: float = Field(2.0, ge=0, le=300, description="seconds Airlock reuses devpi's answer for a project page")
-    pypi_metadata: str = Field("extract", pattern="^(upstream|extract)$",
-                               description="PEP 658 metadata: `upstream` serves it where the upstream does; `extract` also reads it from the wheels of an upstream without it")
+    pypi_page_ttl: float = Field(
+        2.0, ge=0, le=300, description="seconds Airlock reuses devpi's answer for a project page"
+    )
+    pypi_metadata: str = Field(
+        "extract",
+        pattern="^(upstream|extract)$",
+        description="PEP 658 metadata: `upstream` serves it where the upstream does; `extract` also reads it from the wheels of an upstream without it",
+    )
     devpi_cache_expiry: int = Field(1800, ge=0, description="seconds devpi reuses upstream's project pages")
     upstream_timeout: float = Field(30.0, gt=0, description="seconds to wait for devpi or an upstream")
     require_token: bool = Field(False, description="package routes and /metrics need a token")
-    self_service_environments: str = Field("preprod", description="comma-separated environments whose requests are auto-approved when every pre-check passes")
+    self_service_environments: str = Field(
+        "preprod",
+        description="comma-separated environments whose requests are auto-approved when every pre-check passes",
+    )
     max_exception_days: int = Field(180, ge=1, le=3650, description="longest duration an exception may ask for")
-    advisories: Path | None = Field(None, description="folder of OSV advisories for the vulnerability pre-check (the gate's source)")
+    advisories: Path | None = Field(
+        None, description="folder of OSV advisories for the vulnerability pre-check (the gate's source)"
+    )
     max_body_bytes: int = Field(65536, ge=1024, description="largest API request body accepted")
-    max_gate_decision_bytes: int = Field(64 * 2**20, ge=65536, description="largest gate decision accepted (it carries every finding of an image)")
+    max_gate_decision_bytes: int = Field(
+        64 * 2**20, ge=65536, description="largest gate decision accepted (it carries every finding of an image)"
+    )
     webhook_urls: str = Field("", description="comma-separated URLs notified of exception events")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for X-Airlock-Signature")
     public_url: str | None = Field(None, description="URL clients use to reach Airlock (default http://LISTEN)")
-    registry_retry_seconds: float = Field(30.0, gt=0, le=3600, description="first wait before retrying a registry cache that could not start (then doubling, up to 5 min)")
+    registry_retry_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="first wait before retrying a registry cache that could not start (then doubling, up to 5 min)",
+    )
     log_format: str = Field("json", pattern="^(json|text)$", description="service log lines: json or text")
 
     @field_validator("listen")

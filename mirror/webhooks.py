@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -35,12 +35,17 @@ def enqueue(session: Session, urls: list[str], event: str, payload: dict[str, An
     then (`seq`, `hash`), so receivers hold anchors for `airlock audit verify --anchor` outside Airlock."""
     if not urls:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     seq, digest = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
-    body = json.dumps({"event": event, "at": now.isoformat(), "data": payload, "audit": {"seq": seq, "hash": digest}},
-                      sort_keys=True, default=str)
-    session.connection().execute(WebhookDelivery.__table__.insert(), [
-        {"url": url, "event": event, "body": body, "attempts": 0, "next_attempt_at": now} for url in urls])
+    body = json.dumps(
+        {"event": event, "at": now.isoformat(), "data": payload, "audit": {"seq": seq, "hash": digest}},
+        sort_keys=True,
+        default=str,
+    )
+    session.connection().execute(
+        WebhookDelivery.__table__.insert(),
+        [{"url": url, "event": event, "body": body, "attempts": 0, "next_attempt_at": now} for url in urls],
+    )
 
 
 def gate_decision_event(decision: dict[str, Any], audit_id: int) -> dict[str, Any]:
@@ -57,9 +62,14 @@ def gate_decision_event(decision: dict[str, Any], audit_id: int) -> dict[str, An
         headline += f": {len(blocking)} blocking finding(s) ({', '.join(f'{check} {n}' for check, n in sorted(by_check.items()))})"
     if decision.get("cause"):
         headline += f": {decision['cause']}"
-    return {**{key: value for key, value in decision.items() if key != "findings"}, "summary": dict(sorted(summary.items())),
-            "blocking": blocking[:SHOWN_BLOCKING], "blocking_total": len(blocking), "audit_id": audit_id,
-            "text": f"{headline}; audit record #{audit_id}"}
+    return {
+        **{key: value for key, value in decision.items() if key != "findings"},
+        "summary": dict(sorted(summary.items())),
+        "blocking": blocking[:SHOWN_BLOCKING],
+        "blocking_total": len(blocking),
+        "audit_id": audit_id,
+        "text": f"{headline}; audit record #{audit_id}",
+    }
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -114,12 +124,22 @@ class WebhookSender:
         return f"HTTP {response.status_code}" if response.status_code >= 300 else None
 
     def deliver_due(self, client: httpx.Client) -> int:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.db.reading() as session:
-            due = session.execute(select(WebhookDelivery).where(WebhookDelivery.delivered_at.is_(None),
-                                                                WebhookDelivery.attempts < MAX_ATTEMPTS,
-                                                                WebhookDelivery.next_attempt_at <= now)
-                                  .order_by(WebhookDelivery.id).limit(50)).scalars().all()
+            due = (
+                session.execute(
+                    select(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.delivered_at.is_(None),
+                        WebhookDelivery.attempts < MAX_ATTEMPTS,
+                        WebhookDelivery.next_attempt_at <= now,
+                    )
+                    .order_by(WebhookDelivery.id)
+                    .limit(50)
+                )
+                .scalars()
+                .all()
+            )
         outcomes = [(delivery, self._post(client, delivery)) for delivery in due]
         if not outcomes:
             return 0
@@ -128,15 +148,30 @@ class WebhookSender:
         table = WebhookDelivery.__table__
         delivered = [delivery.id for delivery, error in outcomes if error is None]
         with self.db.transaction() as session:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             if delivered:
-                session.execute(update(table).where(table.c.id.in_(delivered)).values(attempts=table.c.attempts + 1, delivered_at=now))
+                session.execute(
+                    update(table)
+                    .where(table.c.id.in_(delivered))
+                    .values(attempts=table.c.attempts + 1, delivered_at=now)
+                )
             for delivery, error in outcomes:
                 if error is None:
                     continue
                 attempts = delivery.attempts + 1
-                session.execute(update(table).where(table.c.id == delivery.id).values(
-                    attempts=attempts, last_error=error, next_attempt_at=now + backoff(attempts)))
+                session.execute(
+                    update(table)
+                    .where(table.c.id == delivery.id)
+                    .values(attempts=attempts, last_error=error, next_attempt_at=now + backoff(attempts))
+                )
                 level = logging.ERROR if attempts >= MAX_ATTEMPTS else logging.WARNING
-                log.log(level, "webhook %s to %s failed (%s), attempt %d of %d", delivery.event, delivery.url, error, attempts, MAX_ATTEMPTS)
+                log.log(
+                    level,
+                    "webhook %s to %s failed (%s), attempt %d of %d",
+                    delivery.event,
+                    delivery.url,
+                    error,
+                    attempts,
+                    MAX_ATTEMPTS,
+                )
         return len(due)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from mirror.policy import Allowlist, build_allowlist, load_policy_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def allowlist_from(*documents: tuple[str, str], grants=(), now: datetime = NOW) -> Allowlist:
@@ -39,7 +39,7 @@ def write_allowlists(tmp_path: Path):
 @pytest.fixture(scope="session")
 def pypi_world(tmp_path_factory):
     """An upstream index with real wheels and sdists, and `airlock up` in front of it (shared)."""
-    from tests.worlds import start_pypi_world
+    from testkit.worlds import start_pypi_world
 
     world = start_pypi_world(tmp_path_factory.mktemp("pypi-world"))
     yield world
@@ -49,7 +49,7 @@ def pypi_world(tmp_path_factory):
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def api_world(request, tmp_path_factory):
     """Airlock with its exception API on each database backend (shared per backend)."""
-    from tests.worlds import start_api_world
+    from testkit.worlds import start_api_world
 
     world = start_api_world(tmp_path_factory.mktemp(f"api-{request.param}"), request.param)
     yield world
@@ -59,7 +59,7 @@ def api_world(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def docker_engine(tmp_path_factory):
     """One real Docker engine (vfs storage, no iptables) for every container and gate test."""
-    from tests.upstream.docker import DockerEngine
+    from testkit.docker import DockerEngine
 
     engine = DockerEngine(tmp_path_factory.mktemp("docker")).start()
     yield engine

@@ -8,9 +8,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.upstream.docker import Registry
-from tests.upstream.images import build_image, osv
-from tests.worlds import BIN
+from testkit.docker import Registry
+from testkit.images import build_image, osv
+from testkit.worlds import BIN
 
 PYPI_YAML = """\
 ecosystem: pypi
@@ -34,7 +34,14 @@ images:
   - {{image: local/base/minimal, tags: ["1.*"], environments: [prod], reason: vetted base, owner: platform}}
 """
 ADVISORIES = [
-    osv("GHSA-vuln-lib0-0001", "vulnlib", "1.1", "HIGH", cve="CVE-2026-1111", summary="vulnlib before 1.1 executes pickles"),
+    osv(
+        "GHSA-vuln-lib0-0001",
+        "vulnlib",
+        "1.1",
+        "HIGH",
+        cve="CVE-2026-1111",
+        summary="vulnlib before 1.1 executes pickles",
+    ),
     osv("GHSA-good-lib0-0002", "goodlib", "1.5", "CRITICAL", cve="CVE-2026-2222"),  # 2.x is fixed
     osv("PYSEC-2026-3", "prelib", "0.5", "LOW"),
 ]
@@ -46,16 +53,28 @@ def make_gate_world(tmp: Path, docker_engine):
     advisories.mkdir()
     for document in ADVISORIES:
         (advisories / f"{document['id']}.json").write_text(json.dumps(document))
-    built = subprocess.run([str(BIN / "airlock-gate"), "db", "build", "--advisories", str(advisories), "--out", str(tmp / "db")],
-                           capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        [str(BIN / "airlock-gate"), "db", "build", "--advisories", str(advisories), "--out", str(tmp / "db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert built.returncode == 0, built.stderr
     registry = Registry(tmp / "registry").start()
     allowlists = tmp / "allowlists"
     allowlists.mkdir()
     (allowlists / "pypi.yaml").write_text(PYPI_YAML)
     (allowlists / "gate.yaml").write_text(GATE_YAML)
-    world = {"tmp": tmp, "engine": docker_engine, "registry": registry, "db": tmp / "db", "allowlists": allowlists,
-             "data": tmp / "data", "advisories": advisories, "build_output": built.stdout}
+    world = {
+        "tmp": tmp,
+        "engine": docker_engine,
+        "registry": registry,
+        "db": tmp / "db",
+        "allowlists": allowlists,
+        "data": tmp / "data",
+        "advisories": advisories,
+        "build_output": built.stdout,
+    }
     yield world
     registry.stop()
 
@@ -76,14 +95,26 @@ def make_base_images(world) -> dict:
     return {"allowed": allowed, "other": other, "allowlists": folder, "upstream_url": registry.url}
 
 
-def gate(world, *args: str, allowlists: Path | None = None, env: dict | None = None, db: Path | None = None) -> subprocess.CompletedProcess:
-    command = [str(BIN / "airlock-gate"), "scan", *args, "--allowlists", str(allowlists or world["allowlists"]), "--db", str(db or world["db"])]
+def gate(
+    world, *args: str, allowlists: Path | None = None, env: dict | None = None, db: Path | None = None
+) -> subprocess.CompletedProcess:
+    command = [
+        str(BIN / "airlock-gate"),
+        "scan",
+        *args,
+        "--allowlists",
+        str(allowlists or world["allowlists"]),
+        "--db",
+        str(db or world["db"]),
+    ]
     environment = {**world["engine"].env, "AIRLOCK_DATA_DIR": str(world["data"]), **(env or {})}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 
 def image(world, name: str, **kwargs) -> str:
-    return build_image(world["engine"], name, world["tmp"] / "contexts" / name.replace("/", "_").replace(":", "_"), **kwargs)
+    return build_image(
+        world["engine"], name, world["tmp"] / "contexts" / name.replace("/", "_").replace(":", "_"), **kwargs
+    )
 
 
 def exists(world, reference: str) -> bool:
@@ -91,9 +122,12 @@ def exists(world, reference: str) -> bool:
 
 
 def last_audit(world) -> dict:
-    exported = subprocess.run([str(BIN / "airlock"), "audit", "export", "--format", "jsonl"], capture_output=True, text=True,
-                              env={**world["engine"].env, "AIRLOCK_DATA_DIR": str(world["data"])}, timeout=60)
+    exported = subprocess.run(
+        [str(BIN / "airlock"), "audit", "export", "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        env={**world["engine"].env, "AIRLOCK_DATA_DIR": str(world["data"])},
+        timeout=60,
+    )
     assert exported.returncode == 0, exported.stderr
     return json.loads(exported.stdout.strip().splitlines()[-1])
-
-

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.policy.advisories import index_documents, intervals_of, read_advisory_folder, UnreadableRecord
+from mirror.policy.advisories import UnreadableRecord, index_documents, intervals_of, read_advisory_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "advisories"
 
@@ -47,7 +47,11 @@ def test_the_merge_does_not_depend_on_the_order_records_are_read():
     backwards = index_documents([("a", pysec), ("b", ghsa)])
     for index in (forwards, backwards):
         [vulnerability] = index.vulnerabilities
-        assert (vulnerability.id, vulnerability.severity, vulnerability.title) == ("CVE-2022-28346", "CRITICAL", "SQL Injection in Django")
+        assert (vulnerability.id, vulnerability.severity, vulnerability.title) == (
+            "CVE-2022-28346",
+            "CRITICAL",
+            "SQL Injection in Django",
+        )
         assert index.merged == 1
 
 
@@ -67,9 +71,11 @@ def test_last_affected_includes_that_version_only(real):
 
 def test_a_record_without_summary_is_titled_by_the_first_sentence_of_its_details(real):
     [vulnerability] = real.affecting("py", "1.4.0")
-    assert vulnerability.title == ("The py library through 1.11.0 for Python allows remote attackers to conduct a ReDoS "
-                                   "(Regular expression Denial of Service) attack via a Subversion repository with crafted "
-                                   "info data, because the InfoSvnCommand argument is mishandled.")
+    assert vulnerability.title == (
+        "The py library through 1.11.0 for Python allows remote attackers to conduct a ReDoS "
+        "(Regular expression Denial of Service) attack via a Subversion repository with crafted "
+        "info data, because the InfoSvnCommand argument is mishandled."
+    )
     assert vulnerability.severity == "UNKNOWN"
 
 
@@ -101,24 +107,48 @@ def test_two_branches_of_urllib3(real):
 
 def test_records_that_disagree_at_the_edges_merge_by_union():
     def shaped(record_id: str, aliases: list[str], fixed: str, severity: dict) -> dict:
-        return {"id": record_id, "aliases": aliases, "details": "RSA decryption was vulnerable to Bleichenbacher timing.",
-                "affected": [{"package": {"ecosystem": "PyPI", "name": "cryptography"},
-                              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}], **severity}
+        return {
+            "id": record_id,
+            "aliases": aliases,
+            "details": "RSA decryption was vulnerable to Bleichenbacher timing.",
+            "affected": [
+                {
+                    "package": {"ecosystem": "PyPI", "name": "cryptography"},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}],
+                }
+            ],
+            **severity,
+        }
+
     github = shaped("GHSA-hggm-jpg3-v476", ["CVE-2020-25659"], "3.2", {"database_specific": {"severity": "MODERATE"}})
     pypa = shaped("PYSEC-2021-62", ["CVE-2020-25659", "GHSA-hggm-jpg3-v476"], "3.2.1", {})
     index = index_documents([("github", github), ("pypa", pypa)])
     [vulnerability] = index.affecting("cryptography", "3.2")  # PyPA says 3.2 is affected: it is
     assert vulnerability.severity == "MEDIUM"
-    assert vulnerability.affected["cryptography"].fixed_versions == ["3.2.1"]  # 3.2 is no fix while PyPA calls it affected
+    assert vulnerability.affected["cryptography"].fixed_versions == [
+        "3.2.1"
+    ]  # 3.2 is no fix while PyPA calls it affected
     assert not index.affecting("cryptography", "3.2.1")
 
 
 def test_records_join_through_a_shared_alias_only_once():
-    first = {"id": "GHSA-aaaa", "aliases": ["CVE-1"], "summary": "one",
-             "affected": [{"package": {"ecosystem": "PyPI", "name": "a"}, "versions": ["1.0"]}]}
-    second = {"id": "PYSEC-1", "aliases": ["CVE-1"], "affected": [{"package": {"ecosystem": "PyPI", "name": "b"}, "versions": ["2.0"]}]}
-    third = {"id": "GHSA-bbbb", "aliases": ["CVE-2"], "summary": "two",
-             "affected": [{"package": {"ecosystem": "PyPI", "name": "a"}, "versions": ["1.0"]}]}
+    first = {
+        "id": "GHSA-aaaa",
+        "aliases": ["CVE-1"],
+        "summary": "one",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "a"}, "versions": ["1.0"]}],
+    }
+    second = {
+        "id": "PYSEC-1",
+        "aliases": ["CVE-1"],
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "b"}, "versions": ["2.0"]}],
+    }
+    third = {
+        "id": "GHSA-bbbb",
+        "aliases": ["CVE-2"],
+        "summary": "two",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "a"}, "versions": ["1.0"]}],
+    }
     index = index_documents([("1", first), ("2", second), ("3", third)])
     assert sorted(v.id for v in index.vulnerabilities) == ["CVE-1", "CVE-2"]
     [one] = [v for v in index.vulnerabilities if v.id == "CVE-1"]
@@ -126,12 +156,27 @@ def test_records_join_through_a_shared_alias_only_once():
 
 
 def test_unusable_records_are_skipped_with_their_reason():
-    index = index_documents([
-        ("go.json", {"id": "GO-2024-1", "affected": [{"package": {"ecosystem": "Go", "name": "x"}, "versions": ["1"]}]}),
-        ("bad.json", {"id": "PYSEC-X", "affected": [{"package": {"ecosystem": "PyPI", "name": "x"},
-                                                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "one"}]}]}]}),
-        ("list.json", [{"summary": "no id"}]),
-    ])
+    index = index_documents(
+        [
+            (
+                "go.json",
+                {"id": "GO-2024-1", "affected": [{"package": {"ecosystem": "Go", "name": "x"}, "versions": ["1"]}]},
+            ),
+            (
+                "bad.json",
+                {
+                    "id": "PYSEC-X",
+                    "affected": [
+                        {
+                            "package": {"ecosystem": "PyPI", "name": "x"},
+                            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "one"}]}],
+                        }
+                    ],
+                },
+            ),
+            ("list.json", [{"summary": "no id"}]),
+        ]
+    )
     assert [str(s) for s in index.skipped] == [
         "go.json (GO-2024-1): affects no PyPI package",
         "bad.json (PYSEC-X): introduced version 'one' is not a PEP 440 version",
@@ -144,29 +189,71 @@ def test_unusable_records_are_skipped_with_their_reason():
 def test_gate_yaml_says_what_unrated_vulnerabilities_do(write_allowlists, capsys):
     from mirror.cli import main
 
-    folder = write_allowlists({"gate.yaml": "environments:\n  prod: {fail_on: [HIGH], unknown: maybe}\n"
-                                            "  preprod: {fail_on: [UNKNOWN, CRITICAL], unknown: warn}\n"})
+    folder = write_allowlists(
+        {
+            "gate.yaml": "environments:\n  prod: {fail_on: [HIGH], unknown: maybe}\n"
+            "  preprod: {fail_on: [UNKNOWN, CRITICAL], unknown: warn}\n"
+        }
+    )
     assert main(["allowlist", "check", str(folder)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("gate.yaml:2: 'unknown' must be fail or warn (what a vulnerability no source rated does), got a string ('maybe')")
-    assert lines[1].endswith("gate.yaml:3: 'fail_on' lists UNKNOWN but 'unknown' is warn: say it once, with 'unknown: fail' or 'unknown: warn'")
+    assert lines[0].endswith(
+        "gate.yaml:2: 'unknown' must be fail or warn (what a vulnerability no source rated does), got a string ('maybe')"
+    )
+    assert lines[1].endswith(
+        "gate.yaml:3: 'fail_on' lists UNKNOWN but 'unknown' is warn: say it once, with 'unknown: fail' or 'unknown: warn'"
+    )
 
 
 def test_explain_lists_the_merged_vulnerabilities_of_a_version(write_allowlists, capsys):
     from mirror.cli import main
 
-    folder = write_allowlists({"pypi.yaml": """\
+    folder = write_allowlists(
+        {
+            "pypi.yaml": """\
         ecosystem: pypi
         environments: {prod: {}}
         packages:
           - {name: django, environments: [prod], reason: web, owner: ml}
-        """})
-    code = main(["allowlist", "explain", "pypi", "Django==3.2.12", "--env", "prod", "--allowlists", str(folder),
-                 "--advisories", str(FIXTURES / "real")])
+        """
+        }
+    )
+    code = main(
+        [
+            "allowlist",
+            "explain",
+            "pypi",
+            "Django==3.2.12",
+            "--env",
+            "prod",
+            "--allowlists",
+            str(folder),
+            "--advisories",
+            str(FIXTURES / "real"),
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[1:] == [f"known vulnerabilities of Django 3.2.12 ({FIXTURES / 'real'}):",
-                       "  CVE-2022-28346 (also GHSA-2gwj-7jmv-h26r, PYSEC-2022-190) CRITICAL: SQL Injection in Django; fixed in 2.2.28, 3.2.13, 4.0.4"]
-    assert main(["allowlist", "explain", "pypi", "django==3.2.13", "--env", "prod", "--allowlists", str(folder),
-                 "--advisories", str(FIXTURES / "real"), "--json"]) == 0
+    assert out[1:] == [
+        f"known vulnerabilities of Django 3.2.12 ({FIXTURES / 'real'}):",
+        "  CVE-2022-28346 (also GHSA-2gwj-7jmv-h26r, PYSEC-2022-190) CRITICAL: SQL Injection in Django; fixed in 2.2.28, 3.2.13, 4.0.4",
+    ]
+    assert (
+        main(
+            [
+                "allowlist",
+                "explain",
+                "pypi",
+                "django==3.2.13",
+                "--env",
+                "prod",
+                "--allowlists",
+                str(folder),
+                "--advisories",
+                str(FIXTURES / "real"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["advisories"] == []

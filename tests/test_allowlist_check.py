@@ -10,8 +10,7 @@ import textwrap
 import pytest
 
 from mirror.cli import main
-from mirror.policy import Ecosystem, InvalidAllowlist, load_policy_files
-from mirror.policy import yamlsource
+from mirror.policy import Ecosystem, InvalidAllowlist, load_policy_files, yamlsource
 from tests.conftest import NOW, REPO_ROOT
 
 HEADER = "ecosystem: pypi\nenvironments:\n  prod: {}\n  preprod: {extends: prod}\npackages:\n"
@@ -32,7 +31,7 @@ BAD_PYPI = {
     ),
     "invalid specifier": (
         HEADER + "  - name: pandas\n    versions: '>=2.1,<<3'\n    environments: [prod]\n    reason: r\n    owner: o\n",
-        ["allowlists/pypi.yaml:7: invalid PEP 440 specifier '>=2.1,<<3' (e.g. \">=1.26,<3\" or \"==2.1.*\")"],
+        ['allowlists/pypi.yaml:7: invalid PEP 440 specifier \'>=2.1,<<3\' (e.g. ">=1.26,<3" or "==2.1.*")'],
     ),
     "invalid name": (
         HEADER + "  - name: 'not a name!'\n    environments: [prod]\n    reason: r\n    owner: o\n",
@@ -52,22 +51,29 @@ BAD_PYPI = {
     ),
     "missing reason and owner": (
         HEADER + "  - name: torch\n    environments: [prod]\n",
-        ["allowlists/pypi.yaml:6: missing 'owner': name the team that answers for it",
-         "allowlists/pypi.yaml:6: missing 'reason': say why the entry exists"],
+        [
+            "allowlists/pypi.yaml:6: missing 'owner': name the team that answers for it",
+            "allowlists/pypi.yaml:6: missing 'reason': say why the entry exists",
+        ],
     ),
     "malformed expiry": (
         HEADER + "  - name: mlflow\n    environments: [prod]\n    reason: r\n    owner: o\n    expires: 2026-02-30\n",
         ["allowlists/pypi.yaml:10: 'expires' must be a date written YYYY-MM-DD, got a string ('2026-02-30')"],
     ),
     "wrong types": (
-        HEADER + "  - name: xgboost\n    versions: 2.0\n    prereleases: 'yes'\n    environments: prod\n    reason: r\n    owner: o\n",
-        ["allowlists/pypi.yaml:7: 'versions' must be a string, got a number (2.0); quote it",
-         "allowlists/pypi.yaml:8: 'prereleases' must be true or false, got a string ('yes')",
-         "allowlists/pypi.yaml:9: 'environments' must be a list, got a string ('prod'); write [prod]"],
+        HEADER
+        + "  - name: xgboost\n    versions: 2.0\n    prereleases: 'yes'\n    environments: prod\n    reason: r\n    owner: o\n",
+        [
+            "allowlists/pypi.yaml:7: 'versions' must be a string, got a number (2.0); quote it",
+            "allowlists/pypi.yaml:8: 'prereleases' must be true or false, got a string ('yes')",
+            "allowlists/pypi.yaml:9: 'environments' must be a list, got a string ('prod'); write [prod]",
+        ],
     ),
     "entry that is not a mapping": (
         HEADER + ENTRY + "  - just-a-string\n",
-        ["allowlists/pypi.yaml:10: packages entry must be a mapping (name: ..., reason: ...), got a string ('just-a-string')"],
+        [
+            "allowlists/pypi.yaml:10: packages entry must be a mapping (name: ..., reason: ...), got a string ('just-a-string')"
+        ],
     ),
     "extends cycle": (
         "ecosystem: pypi\nenvironments:\n  prod: {extends: preprod}\n  preprod: {extends: prod}\npackages: []\n",
@@ -79,8 +85,10 @@ BAD_PYPI = {
     ),
     "yaml syntax": (
         HEADER + "  - name: x\n    versions: >=1.0\n",
-        ["allowlists/pypi.yaml:7: YAML syntax error: while scanning a block scalar, did not find expected comment or line break"
-         " (quote values that start with >, *, &, !, |, % or @, e.g. versions: \">=1.0\")"],
+        [
+            "allowlists/pypi.yaml:7: YAML syntax error: while scanning a block scalar, did not find expected comment or line break"
+            ' (quote values that start with >, *, &, !, |, % or @, e.g. versions: ">=1.0")'
+        ],
     ),
     "duplicate key": (
         HEADER + "  - name: x\n    reason: a\n    reason: b\n",
@@ -177,18 +185,27 @@ def test_conda_and_container_mistakes_are_reported_with_lines():
 
 
 def test_every_problem_of_every_file_is_reported_at_once(write_allowlists, capsys):
-    folder = write_allowlists({
-        "pypi.yaml": BAD_PYPI["typo in a key"][0] + "  - name: scipy\n    environments: [staging]\n    reason: r\n    owner: o\n",
-        "gate.yaml": "environments:\n  prod: {fail_on: [SEVERE]}\n",
-        "waivers.yaml": "waivers:\n  - id: CVE-2026-1\n    reason: r\n    approved_by: jane\n",
-    })
+    folder = write_allowlists(
+        {
+            "pypi.yaml": BAD_PYPI["typo in a key"][0]
+            + "  - name: scipy\n    environments: [staging]\n    reason: r\n    owner: o\n",
+            "gate.yaml": "environments:\n  prod: {fail_on: [SEVERE]}\n",
+            "waivers.yaml": "waivers:\n  - id: CVE-2026-1\n    reason: r\n    approved_by: jane\n",
+        }
+    )
     assert main(["allowlist", "check", str(folder)]) == 1
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert any(line.endswith("pypi.yaml:7: unknown key 'verisons' (did you mean 'versions'?)") for line in lines)
     assert any(line.endswith("pypi.yaml:12: unknown environment 'staging' (declared: prod, preprod)") for line in lines)
-    assert any(line.endswith("gate.yaml:2: 'fail_on' must be a list of severities from UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL") for line in lines)
-    assert any(line.endswith("waivers.yaml:2: missing 'expires': every waiver needs an end date (YYYY-MM-DD)") for line in lines)
+    assert any(
+        line.endswith("gate.yaml:2: 'fail_on' must be a list of severities from UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL")
+        for line in lines
+    )
+    assert any(
+        line.endswith("waivers.yaml:2: missing 'expires': every waiver needs an end date (YYYY-MM-DD)")
+        for line in lines
+    )
     assert len(lines) == 4
     assert "4 errors: the allowlists were not applied" in err
 
@@ -197,7 +214,9 @@ def test_expired_entry_is_a_warning_and_check_passes(write_allowlists, capsys):
     folder = write_allowlists({"pypi.yaml": HEADER + ENTRY + "    expires: 2020-01-31\n"})
     assert main(["allowlist", "check", str(folder)]) == 0
     out, _ = capsys.readouterr()
-    assert "pypi.yaml:6: warning: entry for numpy expired on 2020-01-31: it allows nothing until renewed or removed" in out
+    assert (
+        "pypi.yaml:6: warning: entry for numpy expired on 2020-01-31: it allows nothing until renewed or removed" in out
+    )
     assert "ok: 1 file valid, 1 warning(s)" in out
 
 
@@ -206,8 +225,14 @@ def test_check_json_lists_diagnostics_for_machines(write_allowlists, capsys):
     assert main(["allowlist", "check", "--json", str(folder)]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False
-    assert report["diagnostics"] == [{"file": report["diagnostics"][0]["file"], "line": 8, "severity": "error",
-                                      "message": "empty 'reason': say why the entry exists"}]
+    assert report["diagnostics"] == [
+        {
+            "file": report["diagnostics"][0]["file"],
+            "line": 8,
+            "severity": "error",
+            "message": "empty 'reason': say why the entry exists",
+        }
+    ]
 
 
 def test_missing_path_and_empty_folder_fail_clearly(tmp_path, capsys):
@@ -220,8 +245,9 @@ def test_missing_path_and_empty_folder_fail_clearly(tmp_path, capsys):
 def test_installed_command_prints_no_stack_trace_on_garbage(tmp_path):
     bad = tmp_path / "pypi.yaml"
     bad.write_bytes(b"\xff\xfe not yaml at all: [\n")
-    result = subprocess.run([sys.executable, "-m", "mirror", "allowlist", "check", str(bad)],
-                            capture_output=True, text=True, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "allowlist", "check", str(bad)], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert "pypi.yaml:0: cannot read the file" in result.stdout
@@ -233,7 +259,9 @@ def test_shipped_example_allowlists_are_valid(capsys):
     assert out.startswith("ok: 5 files valid")
 
 
-def long_pypi_file(entries: int, entry=lambda i: f"  - name: pkg-{i}\n    environments: [prod]\n    reason: rule {i}\n    owner: ml\n") -> str:
+def long_pypi_file(
+    entries: int, entry=lambda i: f"  - name: pkg-{i}\n    environments: [prod]\n    reason: rule {i}\n    owner: ml\n"
+) -> str:
     """Over a megabyte: the loader parses its package list in parts on parallel threads."""
     return HEADER + "".join(entry(i) for i in range(entries)) + "deny:\n  - name: evil\n    reason: malware\n"
 
@@ -255,9 +283,16 @@ def test_a_long_file_parsed_in_parts_gives_the_rules_and_lines_of_a_whole_parse(
 
 
 def test_a_long_file_reports_a_mistake_deep_inside_at_its_line():
-    bad = long_pypi_file(15_000, lambda i: f"  - name: pkg-{i}\n    {'verisons' if i == 11_111 else 'versions'}: '>=1'\n"
-                                           f"    environments: [prod]\n    reason: r\n    owner: ml\n")
-    assert problems(bad) == [f"allowlists/pypi.yaml:{6 + 5 * 11_111 + 1}: unknown key 'verisons' (did you mean 'versions'?)"]
+    bad = long_pypi_file(
+        15_000,
+        lambda i: (
+            f"  - name: pkg-{i}\n    {'verisons' if i == 11_111 else 'versions'}: '>=1'\n"
+            f"    environments: [prod]\n    reason: r\n    owner: ml\n"
+        ),
+    )
+    assert problems(bad) == [
+        f"allowlists/pypi.yaml:{6 + 5 * 11_111 + 1}: unknown key 'verisons' (did you mean 'versions'?)"
+    ]
 
 
 def test_a_long_file_with_yaml_spanning_entries_is_parsed_whole():
@@ -266,10 +301,12 @@ def test_a_long_file_with_yaml_spanning_entries_is_parsed_whole():
     def entry(i: int) -> str:
         owner = "&team ml-platform" if i == 0 else "*team" if i == 14_999 else "ml"
         return f"  - name: pkg-{i}\n    environments: [prod]\n    reason: rule {i}\n    owner: {owner}\n"
+
     assert rules_of(long_pypi_file(15_000, entry))[14_999] == ("pkg-14999", 6 + 4 * 14_999, "ml-platform")
 
     def broken(i: int) -> str:
         reason = '"begins\n  - name: looks-like-an-entry\n    ends"' if i == 7_500 else f"rule {i}"
         return f"  - name: pkg-{i}\n    environments: [prod]\n    reason: {reason}\n    owner: ml\n"
+
     [message] = problems(long_pypi_file(15_000, broken))
     assert message.startswith(f"allowlists/pypi.yaml:{6 + 4 * 7_500 + 3}: YAML syntax error: invalid indentation")

@@ -14,10 +14,10 @@ import time
 import httpx
 import pytest
 
+from testkit.pypi import Release, Upstream
+from testkit.servers import free_port
+from testkit.worlds import fresh_venv, installed, pip, quarantined
 from tests.conftest import REPO_ROOT
-from tests.upstream.pypi import Release, Upstream
-from tests.upstream.servers import free_port
-from tests.worlds import fresh_venv, installed, pip, quarantined
 
 BASE = "airlock-test/debian:bookworm"
 PYPI_YAML = """\
@@ -29,8 +29,18 @@ packages:
 
 
 def compose(world, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    command = ["docker-compose", "-p", world["project"], "-f", str(REPO_ROOT / "compose.yaml"),
-               "-f", str(REPO_ROOT / "tests" / "compose" / "upstream.yaml"), "--project-directory", str(world["dir"]), *args]
+    command = [
+        "docker-compose",
+        "-p",
+        world["project"],
+        "-f",
+        str(REPO_ROOT / "compose.yaml"),
+        "-f",
+        str(REPO_ROOT / "tests" / "compose" / "upstream.yaml"),
+        "--project-directory",
+        str(world["dir"]),
+        *args,
+    ]
     result = subprocess.run(command, env=world["env"], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"docker-compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -41,10 +51,16 @@ def debian_base(engine, tmp) -> None:
     if engine.docker("image", "inspect", BASE, check=False).returncode == 0:
         return
     rootfs = tmp / "rootfs"
-    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
-                   check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(["docker", "import", "-", BASE], stdin=tar.stdout, env=engine.env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["docker", "import", "-", BASE], stdin=tar.stdout, env=engine.env, check=True, capture_output=True, timeout=600
+    )
     tar.wait()
     shutil.rmtree(rootfs)
 
@@ -54,11 +70,26 @@ def compose_world(tmp_path_factory, docker_engine):
     tmp = tmp_path_factory.mktemp("compose")
     engine = docker_engine
     debian_base(engine, tmp)
-    built = subprocess.run([str(REPO_ROOT / "scripts" / "build-image"), "airlock-test/airlock:1", BASE], env=engine.env,
-                           capture_output=True, text=True, timeout=1800)
+    built = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "build-image"), "airlock-test/airlock:1", BASE],
+        env=engine.env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    engine.docker("build", "-q", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE}", "-t", "airlock-test/postgres:15",
-                  str(REPO_ROOT / "tests" / "compose" / "postgres"), timeout=1800)
+    engine.docker(
+        "build",
+        "-q",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_IMAGE={BASE}",
+        "-t",
+        "airlock-test/postgres:15",
+        str(REPO_ROOT / "tests" / "compose" / "postgres"),
+        timeout=1800,
+    )
     engine.build("airlock-test/busybox:1", [], tmp / "busybox")
     upstream = Upstream(tmp / "upstream")
     upstream.add(Release("alpha", "1.0"), Release("beta", "1.0"))
@@ -70,10 +101,23 @@ def compose_world(tmp_path_factory, docker_engine):
     (project / "secrets" / "db_password").write_text(secrets.token_hex(16))
     (project / "secrets" / "db_password").chmod(0o444)
     port = free_port()
-    env = {**engine.env, "AIRLOCK_IMAGE": "airlock-test/airlock:1", "AIRLOCK_POSTGRES_IMAGE": "airlock-test/postgres:15",
-           "AIRLOCK_PORT": str(port), "AIRLOCK_PUBLIC_URL": f"http://127.0.0.1:{port}", "AIRLOCK_PYPI_UPSTREAM": "http://upstream:8080/simple/",
-           "TEST_UPSTREAM_IMAGE": "airlock-test/busybox:1", "TEST_UPSTREAM_DIR": str(upstream.root)}
-    world = {"dir": project, "env": env, "project": f"airlock{port}", "url": f"http://127.0.0.1:{port}", "engine": engine}
+    env = {
+        **engine.env,
+        "AIRLOCK_IMAGE": "airlock-test/airlock:1",
+        "AIRLOCK_POSTGRES_IMAGE": "airlock-test/postgres:15",
+        "AIRLOCK_PORT": str(port),
+        "AIRLOCK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "AIRLOCK_PYPI_UPSTREAM": "http://upstream:8080/simple/",
+        "TEST_UPSTREAM_IMAGE": "airlock-test/busybox:1",
+        "TEST_UPSTREAM_DIR": str(upstream.root),
+    }
+    world = {
+        "dir": project,
+        "env": env,
+        "project": f"airlock{port}",
+        "url": f"http://127.0.0.1:{port}",
+        "engine": engine,
+    }
     compose(world, "up", "-d")
     try:
         deadline = time.monotonic() + 180
@@ -85,7 +129,9 @@ def compose_world(tmp_path_factory, docker_engine):
                 pass
             time.sleep(1)
         else:
-            raise AssertionError("Airlock in compose never became ready:\n" + compose(world, "logs", "--tail", "50", check=False).stdout)
+            raise AssertionError(
+                "Airlock in compose never became ready:\n" + compose(world, "logs", "--tail", "50", check=False).stdout
+            )
         yield world
     finally:
         compose(world, "down", "-v", check=False)
@@ -103,8 +149,13 @@ def test_compose_file_is_valid_and_holds_no_secret():
     problems = [error.message for error in jsonschema.Draft201909Validator(spec).iter_errors(yaml.safe_load(text))]
     assert problems == []
     # ...and v1.29 must accept and resolve it.
-    result = subprocess.run(["docker-compose", "-f", str(REPO_ROOT / "compose.yaml"), "config", "-q"], capture_output=True, text=True,
-                            cwd=REPO_ROOT, env={**os.environ, "AIRLOCK_PORT": "8000"})
+    result = subprocess.run(
+        ["docker-compose", "-f", str(REPO_ROOT / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "AIRLOCK_PORT": "8000"},
+    )
     assert result.returncode == 0, result.stderr
     assert "POSTGRES_PASSWORD:" not in text and "PASSWORD_FILE: /run/secrets/db_password" in text
     assert "secrets/" in (REPO_ROOT / ".gitignore").read_text()
@@ -136,12 +187,27 @@ def test_both_services_are_healthy(compose_world):
 
 
 def test_airlock_in_compose_keeps_its_state_in_postgresql(compose_world):
-    token = compose(compose_world, "exec", "-T", "airlock", "airlock", "token", "create", "--user", "ci", "--role", "cicd-process").stdout.strip()
+    token = compose(
+        compose_world, "exec", "-T", "airlock", "airlock", "token", "create", "--user", "ci", "--role", "cicd-process"
+    ).stdout.strip()
     assert token.startswith("alk_")
-    answer = httpx.get(f"{compose_world['url']}/api/v1/allowlists/pypi/prod", headers={"Authorization": f"Bearer {token}"})
+    answer = httpx.get(
+        f"{compose_world['url']}/api/v1/allowlists/pypi/prod", headers={"Authorization": f"Bearer {token}"}
+    )
     assert answer.status_code == 200 and [r["name"] for r in answer.json()["rules"]] == ["alpha"]
-    rows = compose(compose_world, "exec", "-T", "db", "psql", "-U", "airlock", "-d", "airlock", "-tAc",
-                   "select count(*) from audit_records where action = 'token.created'").stdout.strip()
+    rows = compose(
+        compose_world,
+        "exec",
+        "-T",
+        "db",
+        "psql",
+        "-U",
+        "airlock",
+        "-d",
+        "airlock",
+        "-tAc",
+        "select count(*) from audit_records where action = 'token.created'",
+    ).stdout.strip()
     assert int(rows) >= 1
     logs = compose(compose_world, "logs", "airlock").stdout
     password = (compose_world["dir"] / "secrets" / "db_password").read_text()

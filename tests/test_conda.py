@@ -14,8 +14,8 @@ import httpx
 import pytest
 import rattler
 
-from tests.upstream.conda import CondaChannelDir, CondaPackage, build_package
-from tests.upstream.servers import AirlockProcess, StaticServer
+from testkit.conda import CondaChannelDir, CondaPackage, build_package
+from testkit.servers import AirlockProcess, StaticServer
 
 PACKAGES = [
     CondaPackage("python", "3.11.9", "h_0_cpython"),
@@ -24,7 +24,9 @@ PACKAGES = [
     CondaPackage("numpy", "1.26.4", "py311_0", depends=("python >=3.11,<3.12", "libblas >=3.9"), fmt=".conda"),
     CondaPackage("numpy", "2.0.0", "py311_0", depends=("python >=3.11,<3.12", "libblas >=3.9")),
     CondaPackage("numpy", "2.0.0", "py311_0", depends=("python >=3.11,<3.12", "libblas >=3.9"), fmt=".conda"),
-    CondaPackage("pytorch", "2.3.1", "cuda118_py311_0", depends=("python >=3.11,<3.12", "numpy >=1.26", "libcublas >=11")),
+    CondaPackage(
+        "pytorch", "2.3.1", "cuda118_py311_0", depends=("python >=3.11,<3.12", "numpy >=1.26", "libcublas >=11")
+    ),
     CondaPackage("pytorch", "2.3.1", "cpu_py311_0", depends=("python >=3.11,<3.12", "numpy >=1.26")),
     CondaPackage("libcublas", "11.8", "h_0"),
     CondaPackage("tqdm", "4.66.1", "pyhd8ed1ab_0", subdir="noarch"),
@@ -53,8 +55,11 @@ def conda_world(tmp_path_factory):
     work = tmp / "airlock"
     (work / "allowlists").mkdir(parents=True)
     (work / "allowlists" / "conda.yaml").write_text(CONDA_YAML.format(url=server.url))
-    env = {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-           "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/"}
+    env = {
+        "AIRLOCK_DATA_DIR": str(work / "data"),
+        "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
+        "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/",
+    }
     airlock = AirlockProcess(work, env).start()
     world = {"upstream": upstream, "server": server, "airlock": airlock, "env": env, "work": work, "tmp": tmp}
     yield world
@@ -63,8 +68,14 @@ def conda_world(tmp_path_factory):
 
 
 def sync(world, *args):
-    return subprocess.run([sys.executable, "-m", "mirror", "sync", "conda", *args], capture_output=True, text=True,
-                          cwd=world["work"], env={**os.environ, **world["env"]}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mirror", "sync", "conda", *args],
+        capture_output=True,
+        text=True,
+        cwd=world["work"],
+        env={**os.environ, **world["env"]},
+        timeout=600,
+    )
 
 
 def channel(world, env="prod"):
@@ -97,13 +108,24 @@ def test_sync_publishes_exactly_the_allowlisted_records(conda_world):
     assert "libcublas" in unsolvable[0]
     prod = httpx.get(f"{channel(conda_world)}/linux-64/repodata.json").json()
     files = set(prod["packages"]) | set(prod["packages.conda"])
-    assert files == {"python-3.11.9-h_0_cpython.tar.bz2", "libblas-3.9.0-20_linux64_openblas.tar.bz2",
-                     "numpy-1.26.4-py311_0.conda", "numpy-2.0.0-py311_0.tar.bz2", "numpy-2.0.0-py311_0.conda",
-                     "pytorch-2.3.1-cuda118_py311_0.tar.bz2"}
+    assert files == {
+        "python-3.11.9-h_0_cpython.tar.bz2",
+        "libblas-3.9.0-20_linux64_openblas.tar.bz2",
+        "numpy-1.26.4-py311_0.conda",
+        "numpy-2.0.0-py311_0.tar.bz2",
+        "numpy-2.0.0-py311_0.conda",
+        "pytorch-2.3.1-cuda118_py311_0.tar.bz2",
+    }
     upstream = json.loads((conda_world["upstream"].root / "linux-64" / "repodata.json").read_text())
-    assert prod["packages.conda"]["numpy-1.26.4-py311_0.conda"]["sha256"] == upstream["packages.conda"]["numpy-1.26.4-py311_0.conda"]["sha256"]
+    assert (
+        prod["packages.conda"]["numpy-1.26.4-py311_0.conda"]["sha256"]
+        == upstream["packages.conda"]["numpy-1.26.4-py311_0.conda"]["sha256"]
+    )
     assert httpx.get(f"{channel(conda_world)}/noarch/repodata.json").json()["packages"] == {}
-    assert "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2" in httpx.get(f"{channel(conda_world, 'preprod')}/noarch/repodata.json").json()["packages"]
+    assert (
+        "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2"
+        in httpx.get(f"{channel(conda_world, 'preprod')}/noarch/repodata.json").json()["packages"]
+    )
     again = sync(conda_world)
     assert again.returncode == 0 and "unchanged prod/conda-forge" in again.stdout
     as_json = sync(conda_world, "--json")
@@ -112,9 +134,14 @@ def test_sync_publishes_exactly_the_allowlisted_records(conda_world):
 
 
 def test_sync_json_report_of_a_first_publish(conda_world, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mirror", "sync", "conda", "--json"], capture_output=True, text=True,
-                            cwd=conda_world["work"], env={**os.environ, **conda_world["env"], "AIRLOCK_DATA_DIR": str(tmp_path)},
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "sync", "conda", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=conda_world["work"],
+        env={**os.environ, **conda_world["env"], "AIRLOCK_DATA_DIR": str(tmp_path)},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["published"] == ["prod/conda-forge", "preprod/conda-forge"]
@@ -136,16 +163,26 @@ def test_rattler_solves_and_installs_from_the_curated_channel(conda_world, tmp_p
 def test_blocked_unknown_and_traversal_paths_are_404(conda_world):
     sync(conda_world)
     base = channel(conda_world)
-    for path in ("linux-64/numpy-1.25.0-py311_0.tar.bz2", "noarch/tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2",
-                 "linux-64/pytorch-2.3.1-cpu_py311_0.tar.bz2", "linux-64/..%2F..%2Fcache%2Fverified.json",
-                 "linux-64/../../preprod/conda-forge/noarch/tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2", "linux-64/nothing.conda"):
+    for path in (
+        "linux-64/numpy-1.25.0-py311_0.tar.bz2",
+        "noarch/tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2",
+        "linux-64/pytorch-2.3.1-cpu_py311_0.tar.bz2",
+        "linux-64/..%2F..%2Fcache%2Fverified.json",
+        "linux-64/../../preprod/conda-forge/noarch/tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2",
+        "linux-64/nothing.conda",
+    ):
         response = httpx.get(f"{base}/{path}")
         assert response.status_code == 404, path
     blocked = httpx.get(f"{base}/linux-64/numpy-1.25.0-py311_0.tar.bz2")
     assert "is not in the curated prod/conda-forge channel" in blocked.headers["X-Airlock-Reason"]
-    assert httpx.get(f"{conda_world['airlock'].url}/conda/staging/conda-forge/linux-64/repodata.json").status_code == 404
+    assert (
+        httpx.get(f"{conda_world['airlock'].url}/conda/staging/conda-forge/linux-64/repodata.json").status_code == 404
+    )
     served = httpx.get(f"{base}/linux-64/numpy-2.0.0-py311_0.conda")
-    assert served.status_code == 200 and served.content == (conda_world["upstream"].root / "linux-64" / "numpy-2.0.0-py311_0.conda").read_bytes()
+    assert (
+        served.status_code == 200
+        and served.content == (conda_world["upstream"].root / "linux-64" / "numpy-2.0.0-py311_0.conda").read_bytes()
+    )
 
 
 def test_a_tampered_upstream_file_publishes_nothing_and_names_the_file(conda_world):
@@ -155,7 +192,9 @@ def test_a_tampered_upstream_file_publishes_nothing_and_names_the_file(conda_wor
     upstream.add(CondaPackage("numpy", "2.1.0", "py311_0", depends=("python >=3.11,<3.12",)))
     upstream.publish()
     target = upstream.root / "linux-64" / "numpy-2.1.0-py311_0.tar.bz2"
-    target.write_bytes(build_package(CondaPackage("numpy", "2.1.0", "py311_0", payload=b"evil")))  # after repodata was written
+    target.write_bytes(
+        build_package(CondaPackage("numpy", "2.1.0", "py311_0", payload=b"evil"))
+    )  # after repodata was written
     result = sync(conda_world)
     assert result.returncode == 1
     assert "conda-forge/linux-64/numpy-2.1.0-py311_0.tar.bz2: s" in result.stderr  # size or sha256 mismatch
@@ -182,7 +221,9 @@ def test_the_shim_stays_sufficient_for_conda_index(tmp_path):
     ours = json.loads((tmp_path / "out" / "linux-64" / "repodata.json").read_text())
     theirs = json.loads((tmp_path / "channel" / "linux-64" / "repodata.json").read_text())
     for key in ("packages", "packages.conda"):
-        assert {n: (r["sha256"], r["depends"]) for n, r in ours[key].items()} == {n: (r["sha256"], r["depends"]) for n, r in theirs[key].items()}
+        assert {n: (r["sha256"], r["depends"]) for n, r in ours[key].items()} == {
+            n: (r["sha256"], r["depends"]) for n, r in theirs[key].items()
+        }
 
 
 def test_a_corrupt_archive_that_conda_index_skips_is_caught(conda_world):
@@ -195,8 +236,14 @@ def test_a_corrupt_archive_that_conda_index_skips_is_caught(conda_world):
     try:
         result = sync(conda_world)
         assert result.returncode == 1
-        assert "prod/conda-forge/linux-64: conda-index output differs from the verified files (skipped: numpy-2.2.0-py311_0.tar.bz2" in result.stderr
-        assert "numpy-2.2.0-py311_0.tar.bz2" not in httpx.get(f"{channel(conda_world)}/linux-64/repodata.json").json()["packages"]
+        assert (
+            "prod/conda-forge/linux-64: conda-index output differs from the verified files (skipped: numpy-2.2.0-py311_0.tar.bz2"
+            in result.stderr
+        )
+        assert (
+            "numpy-2.2.0-py311_0.tar.bz2"
+            not in httpx.get(f"{channel(conda_world)}/linux-64/repodata.json").json()["packages"]
+        )
     finally:
         upstream.packages.remove(broken)
         (upstream.root / "linux-64" / broken.filename).unlink()
@@ -215,35 +262,62 @@ def test_an_approved_conda_exception_reaches_the_channel(conda_world):
         gina = create_token(session, "gina", "data-governance", [], None)[0]
     database.dispose()
     url = conda_world["airlock"].url
-    body = {"ecosystem": "conda", "package": "tqdm >=4.66", "environments": ["prod"], "project": "churn-model",
-            "justification": "progress bars in the prod training job logs"}
-    created = httpx.post(f"{url}/api/v1/exceptions", json=body, headers={"Authorization": f"Bearer {alice}"}, timeout=30)
+    body = {
+        "ecosystem": "conda",
+        "package": "tqdm >=4.66",
+        "environments": ["prod"],
+        "project": "churn-model",
+        "justification": "progress bars in the prod training job logs",
+    }
+    created = httpx.post(
+        f"{url}/api/v1/exceptions", json=body, headers={"Authorization": f"Bearer {alice}"}, timeout=30
+    )
     assert created.status_code == 201, created.text
-    approved = httpx.post(f"{url}/api/v1/exceptions/{created.json()['id']}/approve", json={"comment": "ok"},
-                          headers={"Authorization": f"Bearer {gina}"}, timeout=30)
+    approved = httpx.post(
+        f"{url}/api/v1/exceptions/{created.json()['id']}/approve",
+        json={"comment": "ok"},
+        headers={"Authorization": f"Bearer {gina}"},
+        timeout=30,
+    )
     assert approved.status_code == 200
     import time
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2" in httpx.get(f"{channel(conda_world)}/noarch/repodata.json").json()["packages"]:
+        if (
+            "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2"
+            in httpx.get(f"{channel(conda_world)}/noarch/repodata.json").json()["packages"]
+        ):
             break
         time.sleep(0.2)
     else:
         pytest.fail("the approved conda exception did not reach the prod channel")
-    revoked = httpx.post(f"{url}/api/v1/exceptions/{created.json()['id']}/revoke", json={"comment": "done"},
-                         headers={"Authorization": f"Bearer {gina}"}, timeout=30)
+    revoked = httpx.post(
+        f"{url}/api/v1/exceptions/{created.json()['id']}/revoke",
+        json={"comment": "done"},
+        headers={"Authorization": f"Bearer {gina}"},
+        timeout=30,
+    )
     assert revoked.status_code == 200
     # Served repodata follows the policy at once, before the next sync rewrites the channel.
     deadline = time.monotonic() + 2
-    while "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2" in httpx.get(f"{channel(conda_world)}/noarch/repodata.json").json()["packages"]:
+    while (
+        "tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2"
+        in httpx.get(f"{channel(conda_world)}/noarch/repodata.json").json()["packages"]
+    ):
         assert time.monotonic() < deadline, "revocation not enforced within 2 s"
         time.sleep(0.05)
     assert httpx.get(f"{channel(conda_world)}/noarch/tqdm-4.66.1-pyhd8ed1ab_0.tar.bz2").status_code == 404
 
 
-PROD_LINUX = {"python-3.11.9-h_0_cpython.tar.bz2", "libblas-3.9.0-20_linux64_openblas.tar.bz2", "numpy-1.26.4-py311_0.conda",
-              "numpy-2.0.0-py311_0.tar.bz2", "numpy-2.0.0-py311_0.conda", "pytorch-2.3.1-cuda118_py311_0.tar.bz2"}
+PROD_LINUX = {
+    "python-3.11.9-h_0_cpython.tar.bz2",
+    "libblas-3.9.0-20_linux64_openblas.tar.bz2",
+    "numpy-1.26.4-py311_0.conda",
+    "numpy-2.0.0-py311_0.tar.bz2",
+    "numpy-2.0.0-py311_0.conda",
+    "pytorch-2.3.1-cuda118_py311_0.tar.bz2",
+}
 
 
 def sync_in_process(world, data, conda_yaml: str):
@@ -251,7 +325,9 @@ def sync_in_process(world, data, conda_yaml: str):
     from mirror.policy import build_allowlist, load_policy_files
     from tests.conftest import NOW
 
-    allowlist = build_allowlist(load_policy_files([("allowlists/conda.yaml", conda_yaml.format(url=world["server"].url))], NOW), (), NOW)
+    allowlist = build_allowlist(
+        load_policy_files([("allowlists/conda.yaml", conda_yaml.format(url=world["server"].url))], NOW), (), NOW
+    )
     with httpx.Client(timeout=60) as client:
         return CondaSync(data, client).run(allowlist)
 
@@ -264,17 +340,23 @@ def published(data, env, subdir="linux-64"):
 
 def test_a_cold_sync_warms_conda_index_while_it_downloads(conda_world, tmp_path, monkeypatch):
     from mirror.conda import channel as conda_channel
-    from mirror.conda.download import VerifiedCache
     from mirror.conda import indexer
+    from mirror.conda.download import VerifiedCache
     from mirror.conda.indexer import IndexWarmer
 
     warmed, ensure, download, warm = [], VerifiedCache.ensure, VerifiedCache._download, IndexWarmer._warm
     # The fixture's channel is small and local: warm from one file, and let files arrive one by one.
     monkeypatch.setattr(conda_channel, "WARM_FROM_FILES", 1)
     monkeypatch.setattr(indexer, "ROUND_FROM_FILES", 1)
-    monkeypatch.setattr(VerifiedCache, "ensure", lambda self, client, wanted, on_verified: ensure(self, client, wanted, 1, on_verified))
+    monkeypatch.setattr(
+        VerifiedCache, "ensure", lambda self, client, wanted, on_verified: ensure(self, client, wanted, 1, on_verified)
+    )
     monkeypatch.setattr(VerifiedCache, "_download", lambda self, *a: (time.sleep(0.2), download(self, *a))[1])
-    monkeypatch.setattr(IndexWarmer, "_warm", lambda self, staging, subdirs: (warmed.append(staging.parent.name), warm(self, staging, subdirs)))
+    monkeypatch.setattr(
+        IndexWarmer,
+        "_warm",
+        lambda self, staging, subdirs: (warmed.append(staging.parent.name), warm(self, staging, subdirs)),
+    )
     report = sync_in_process(conda_world, tmp_path / "data", CONDA_YAML)
     assert report.problems == [] and sorted(report.published) == ["preprod/conda-forge", "prod/conda-forge"]
     assert warmed, "no warm-up ran while the files downloaded"
@@ -303,18 +385,42 @@ def test_closure_names_what_the_conda_entries_lack_and_write_adds_it(conda_world
     (allowlists / "conda.yaml").write_text((conda_world["work"] / "allowlists" / "conda.yaml").read_text())
 
     def closure(*args):
-        return subprocess.run([sys.executable, "-m", "mirror", "allowlist", "closure", "--env", "prod", "--ecosystem", "conda",
-                               "--allowlists", str(allowlists), *args], capture_output=True, text=True,
-                              cwd=tmp_path, env={**os.environ, **conda_world["env"]}, timeout=300)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mirror",
+                "allowlist",
+                "closure",
+                "--env",
+                "prod",
+                "--ecosystem",
+                "conda",
+                "--allowlists",
+                str(allowlists),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, **conda_world["env"]},
+            timeout=300,
+        )
 
     result = closure("--json")
     assert result.returncode == 1, result.stderr
     [missing] = json.loads(result.stdout)["missing"]
-    assert (missing["package"], missing["requirement"], missing["required_by"], missing["targets"]) == \
-        ("libcublas", "libcublas >=11", ["pytorch 2.3.1"], ["linux-64"])
+    assert (missing["package"], missing["requirement"], missing["required_by"], missing["targets"]) == (
+        "libcublas",
+        "libcublas >=11",
+        ["pytorch 2.3.1"],
+        ["linux-64"],
+    )
     assert missing["fix"] == '{spec: "libcublas >=11", reason: dependency of pytorch, owner: ml}'
     written = closure("--write")
     assert written.returncode == 0, written.stdout + written.stderr
-    assert '  - spec: "libcublas >=11"\n    environments: [prod]\n    reason: dependency of pytorch\n    owner: ml\n' in \
-        (allowlists / "conda.yaml").read_text()
+    assert (
+        '  - spec: "libcublas >=11"\n    environments: [prod]\n    reason: dependency of pytorch\n    owner: ml\n'
+        in (allowlists / "conda.yaml").read_text()
+    )
     assert closure().returncode == 0

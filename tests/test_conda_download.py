@@ -41,8 +41,14 @@ def range_server():
 
 
 def wanted(url: str) -> Wanted:
-    return Wanted("conda-forge", "linux-64", "big-1.0-0.tar.bz2", f"{url}/big-1.0-0.tar.bz2",
-                  hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))
+    return Wanted(
+        "conda-forge",
+        "linux-64",
+        "big-1.0-0.tar.bz2",
+        f"{url}/big-1.0-0.tar.bz2",
+        hashlib.sha256(PAYLOAD).hexdigest(),
+        len(PAYLOAD),
+    )
 
 
 def test_a_partial_download_is_resumed_with_range(range_server, tmp_path):
@@ -70,7 +76,9 @@ def test_a_corrupt_partial_file_is_discarded_and_named(range_server, tmp_path):
     with httpx.Client() as client:
         problems = VerifiedCache(tmp_path).ensure(client, [item])
     spliced = hashlib.sha256(bytes(40_000) + PAYLOAD[40_000:]).hexdigest()
-    assert problems == [f"conda-forge/linux-64/big-1.0-0.tar.bz2: sha256 {spliced} != {item.sha256} in upstream repodata (tampered or corrupt)"]
+    assert problems == [
+        f"conda-forge/linux-64/big-1.0-0.tar.bz2: sha256 {spliced} != {item.sha256} in upstream repodata (tampered or corrupt)"
+    ]
     assert not part.exists() and not item.path(tmp_path).exists()
     with httpx.Client() as client:
         assert VerifiedCache(tmp_path).ensure(client, [item]) == []

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from tests.upstream.docker import Registry
-from tests.upstream.servers import AirlockProcess
+from testkit.docker import Registry
+from testkit.servers import AirlockProcess
 
 IMAGE = "azureml/openmpi4.1.0-ubuntu22.04"
 CONTAINERS_YAML = """\
@@ -48,14 +48,28 @@ def registry_world(tmp_path_factory, docker_engine):
         engine.build(f"{upstream.host}/{name}", layers, tmp / "contexts" / name.replace("/", "_").replace(":", "_"))
         engine.docker("push", f"{upstream.host}/{name}")
         engine.docker("rmi", f"{upstream.host}/{name}")
-    pinned = httpx.head(f"{upstream.url}/v2/azureml/pinned/manifests/1.0",
-                        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}).headers["docker-content-digest"]
+    pinned = httpx.head(
+        f"{upstream.url}/v2/azureml/pinned/manifests/1.0",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    ).headers["docker-content-digest"]
     work = tmp / "airlock"
     (work / "allowlists").mkdir(parents=True)
     (work / "allowlists" / "containers.yaml").write_text(CONTAINERS_YAML.format(url=upstream.url, pinned=pinned))
-    airlock = AirlockProcess(work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-                                    "AIRLOCK_PYPI_UPSTREAM": f"{upstream.url}/simple/"}).start()
-    world = {"engine": engine, "upstream": upstream, "airlock": airlock, "host": f"127.0.0.1:{airlock.port}", "pinned": pinned}
+    airlock = AirlockProcess(
+        work,
+        {
+            "AIRLOCK_DATA_DIR": str(work / "data"),
+            "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
+            "AIRLOCK_PYPI_UPSTREAM": f"{upstream.url}/simple/",
+        },
+    ).start()
+    world = {
+        "engine": engine,
+        "upstream": upstream,
+        "airlock": airlock,
+        "host": f"127.0.0.1:{airlock.port}",
+        "pinned": pinned,
+    }
     yield world
     airlock.stop()
     upstream.stop()
@@ -68,16 +82,26 @@ def pull(world, reference):
 def test_docker_pulls_an_allowlisted_tag(registry_world):
     result = pull(registry_world, f"prod/mar/{IMAGE}:20240501")
     assert result.returncode == 0, result.stderr
-    run = registry_world["engine"].docker("run", "--rm", "--network", "none", f"{registry_world['host']}/prod/mar/{IMAGE}:20240501",
-                                          "/bin/busybox", "cat", "/data/layer2.txt")
+    run = registry_world["engine"].docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        f"{registry_world['host']}/prod/mar/{IMAGE}:20240501",
+        "/bin/busybox",
+        "cat",
+        "/data/layer2.txt",
+    )
     assert run.stdout == "training libraries"
 
 
 @pytest.mark.parametrize(
     ("reference", "message"),
-    [(f"prod/mar/{IMAGE}:2023", "matches none of the entry's tag globs (tags 2024*)"),
-     ("prod/mar/azureml/unlisted:latest", "mar/azureml/unlisted is not on the prod allowlist"),
-     ("prod/dockerhub/library/python:3.11", "unknown upstream 'dockerhub'")],
+    [
+        (f"prod/mar/{IMAGE}:2023", "matches none of the entry's tag globs (tags 2024*)"),
+        ("prod/mar/azureml/unlisted:latest", "mar/azureml/unlisted is not on the prod allowlist"),
+        ("prod/dockerhub/library/python:3.11", "unknown upstream 'dockerhub'"),
+    ],
 )
 def test_docker_prints_airlocks_reason_for_a_refusal(registry_world, reference, message):
     result = pull(registry_world, reference)
@@ -89,8 +113,10 @@ def test_a_pinned_digest_pulls_and_an_unpinned_one_does_not(registry_world):
     assert pull(registry_world, f"prod/mar/azureml/pinned@{registry_world['pinned']}").returncode == 0
     assert pull(registry_world, "prod/mar/azureml/pinned:1.0").returncode != 0
     upstream = registry_world["upstream"]
-    other = httpx.head(f"{upstream.url}/v2/{IMAGE}/manifests/2023",
-                       headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}).headers["docker-content-digest"]
+    other = httpx.head(
+        f"{upstream.url}/v2/{IMAGE}/manifests/2023",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    ).headers["docker-content-digest"]
     result = pull(registry_world, f"prod/mar/{IMAGE}@{other}")
     assert result.returncode != 0 and "is not pinned by the entry" in result.stderr
 
@@ -158,11 +184,23 @@ def test_sync_containers_prepulls_so_images_survive_an_upstream_outage(registry_
     import sys
 
     airlock = registry_world["airlock"]
-    result = subprocess.run([sys.executable, "-m", "mirror", "sync", "containers", "--env", "prod"], capture_output=True, text=True,
-                            cwd=airlock.workdir, env={**os.environ, **airlock.env, "AIRLOCK_LISTEN": registry_world["host"]}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "sync", "containers", "--env", "prod"],
+        capture_output=True,
+        text=True,
+        cwd=airlock.workdir,
+        env={**os.environ, **airlock.env, "AIRLOCK_LISTEN": registry_world["host"]},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     cached = sorted(line.split()[1] for line in result.stdout.splitlines())
-    assert cached == sorted([f"prod/mar/azureml/pinned@{registry_world['pinned']}", f"prod/mar/{IMAGE}:20240501", f"prod/mar/{IMAGE}:20240601"])
+    assert cached == sorted(
+        [
+            f"prod/mar/azureml/pinned@{registry_world['pinned']}",
+            f"prod/mar/{IMAGE}:20240501",
+            f"prod/mar/{IMAGE}:20240601",
+        ]
+    )
     registry_world["upstream"].stop()
     try:
         result = pull(registry_world, f"prod/mar/{IMAGE}:20240601")
@@ -176,9 +214,18 @@ def test_an_upstream_whose_cache_could_not_start_is_503_then_recovers(tmp_path):
     upstream = Registry(tmp_path / "late-upstream")
     work = tmp_path / "airlock"
     (work / "allowlists").mkdir(parents=True)
-    (work / "allowlists" / "containers.yaml").write_text(CONTAINERS_YAML.format(url=upstream.url, pinned="sha256:" + "0" * 64))
-    airlock = AirlockProcess(work, {"AIRLOCK_DATA_DIR": str(work / "data"), "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-                                    "AIRLOCK_PYPI_UPSTREAM": "http://127.0.0.1:9/simple/", "AIRLOCK_REGISTRY_RETRY_SECONDS": "1"}).start()
+    (work / "allowlists" / "containers.yaml").write_text(
+        CONTAINERS_YAML.format(url=upstream.url, pinned="sha256:" + "0" * 64)
+    )
+    airlock = AirlockProcess(
+        work,
+        {
+            "AIRLOCK_DATA_DIR": str(work / "data"),
+            "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
+            "AIRLOCK_PYPI_UPSTREAM": "http://127.0.0.1:9/simple/",
+            "AIRLOCK_REGISTRY_RETRY_SECONDS": "1",
+        },
+    ).start()
     try:
         response = httpx.get(f"{airlock.url}/v2/prod/mar/{IMAGE}/manifests/20240501")
         assert response.status_code == 503

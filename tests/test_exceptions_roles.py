@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-ROLES = ["data-scientist", "ml-engineer", "data-analyst", "model-tester", "project-lead", "product-owner",
-         "data-governance", "platform-support", "business-stakeholder", "end-user", "cicd-process",
-         "monitoring-process", "workspace"]
+ROLES = [
+    "data-scientist",
+    "ml-engineer",
+    "data-analyst",
+    "model-tester",
+    "project-lead",
+    "product-owner",
+    "data-governance",
+    "platform-support",
+    "business-stakeholder",
+    "end-user",
+    "cicd-process",
+    "monitoring-process",
+    "workspace",
+]
 REQUESTERS = {"data-scientist", "ml-engineer", "data-analyst", "model-tester", "project-lead", "product-owner"}
 READERS = REQUESTERS | {"data-governance", "platform-support", "business-stakeholder", "end-user"}
 DECIDERS = {"project-lead", "product-owner", "data-governance"}
@@ -23,8 +35,14 @@ ALLOWED = {
     "gate": {"cicd-process"},
     "tokens": {"platform-support"},
 }
-REQUEST = {"ecosystem": "pypi", "package": "delta", "versions": ">=0.1", "environments": ["prod"],
-           "project": "churn-model", "justification": "needed to parse the delta lake exports of the churn model"}
+REQUEST = {
+    "ecosystem": "pypi",
+    "package": "delta",
+    "versions": ">=0.1",
+    "environments": ["prod"],
+    "project": "churn-model",
+    "justification": "needed to parse the delta lake exports of the churn model",
+}
 
 
 def new_request(world, body=REQUEST) -> int:
@@ -35,7 +53,9 @@ def new_request(world, body=REQUEST) -> int:
 
 def approved_request(world) -> int:
     request_id = new_request(world)
-    response = world.call("POST", f"/api/v1/exceptions/{request_id}/approve", world.token("data-governance", "gina"), {"comment": "ok"})
+    response = world.call(
+        "POST", f"/api/v1/exceptions/{request_id}/approve", world.token("data-governance", "gina"), {"comment": "ok"}
+    )
     assert response.status_code == 200, response.text
     return request_id
 
@@ -56,8 +76,12 @@ def attempt(world, route: str, token: str | None):
     if route == "audit":
         return world.call("GET", "/api/v1/audit?limit=5", token)
     if route == "gate":
-        return world.call("POST", "/api/v1/gate/decisions", token, {"image": "registry.local/churn:1", "environment": "prod",
-                                                                    "decision": "pass", "findings": [], "ci": {}})
+        return world.call(
+            "POST",
+            "/api/v1/gate/decisions",
+            token,
+            {"image": "registry.local/churn:1", "environment": "prod", "decision": "pass", "findings": [], "ci": {}},
+        )
     if route == "tokens":
         return world.call("GET", "/api/v1/tokens", token)
     raise AssertionError(route)
@@ -81,7 +105,9 @@ def test_denied_attempts_are_audited_and_explained(api_world):
     unauthenticated = api_world.call("GET", "/api/v1/exceptions", "alk_000000000000_" + "x" * 43)
     assert unauthenticated.status_code == 401 and unauthenticated.headers["www-authenticate"] == "Bearer"
     assert unauthenticated.json()["detail"] == "invalid token: unknown token 000000000000"
-    audit = api_world.call("GET", "/api/v1/audit?action=access.denied&limit=1000", api_world.token("data-governance")).json()
+    audit = api_world.call(
+        "GET", "/api/v1/audit?action=access.denied&limit=1000", api_world.token("data-governance")
+    ).json()
     reasons = [(r["actor"], r["details"]["reason"]) for r in audit]
     assert ("data-scientist-user", "role data-scientist may not manage tokens") in reasons
     assert ("anonymous", "invalid token: unknown token 000000000000") in reasons
@@ -99,5 +125,7 @@ def test_nobody_reads_or_decides_another_projects_requests(api_world):
     refused = api_world.call("POST", f"/api/v1/exceptions/{request_id}/approve", other_lead, {"comment": "not mine"})
     assert refused.status_code == 403
     assert refused.json()["detail"] == "role project-lead may not approve or reject requests for project churn-model"
-    lead_audit = api_world.call("GET", "/api/v1/audit?limit=1000", api_world.token("project-lead", "olga", ("fraud-model",))).json()
+    lead_audit = api_world.call(
+        "GET", "/api/v1/audit?limit=1000", api_world.token("project-lead", "olga", ("fraud-model",))
+    ).json()
     assert all(record["project"] == "fraud-model" for record in lead_audit)

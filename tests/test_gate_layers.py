@@ -16,7 +16,7 @@ from gate.archive import scannable
 from gate.errors import GateError
 from gate.scanner.conda_meta import conda_packages, is_conda_record
 from gate.scanner.layers import final_files
-from tests.upstream.images import oci_archive
+from testkit.images import oci_archive
 
 LONG_PREFIX = "opt/" + "very-long-environment-folder-name/" * 4 + "env"
 
@@ -41,17 +41,38 @@ def _record(name: str, build: str = "0") -> bytes:
 
 
 LAYERS = [
-    _layer([("opt/conda/conda-meta", None), ("opt/conda/conda-meta/a-1.0-0.json", _record("a")),
-            ("opt/conda/conda-meta/b-1.0-0.json", _record("b")), ("opt/conda/conda-meta/history", b"==> 2026 <==\n"),
-            ("opt/other/conda-meta/c-1.0-0.json", _record("c"))]),
-    _layer([("opt/conda/conda-meta", None), ("opt/conda/conda-meta/.wh.a-1.0-0.json", b""),
+    _layer(
+        [
+            ("opt/conda/conda-meta", None),
+            ("opt/conda/conda-meta/a-1.0-0.json", _record("a")),
+            ("opt/conda/conda-meta/b-1.0-0.json", _record("b")),
+            ("opt/conda/conda-meta/history", b"==> 2026 <==\n"),
+            ("opt/other/conda-meta/c-1.0-0.json", _record("c")),
+        ]
+    ),
+    _layer(
+        [
+            ("opt/conda/conda-meta", None),
+            ("opt/conda/conda-meta/.wh.a-1.0-0.json", b""),
             ("opt/conda/conda-meta/b-1.0-0.json", _record("b", "1")),
-            (f"{LONG_PREFIX}/conda-meta/long-1.0-0.json", _record("long"))], tar_format=tarfile.GNU_FORMAT),
-    _layer([("opt/other/conda-meta/.wh..wh..opq", b""), ("opt/other/conda-meta/d-1.0-0.json", _record("d")),
-            (f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json", _record("pax"))]),  # a PAX header names it
+            (f"{LONG_PREFIX}/conda-meta/long-1.0-0.json", _record("long")),
+        ],
+        tar_format=tarfile.GNU_FORMAT,
+    ),
+    _layer(
+        [
+            ("opt/other/conda-meta/.wh..wh..opq", b""),
+            ("opt/other/conda-meta/d-1.0-0.json", _record("d")),
+            (f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json", _record("pax")),
+        ]
+    ),  # a PAX header names it
 ]
-EXPECTED = {"opt/conda/conda-meta/b-1.0-0.json": (1, _record("b", "1")), f"{LONG_PREFIX}/conda-meta/long-1.0-0.json": (1, _record("long")),
-            "opt/other/conda-meta/d-1.0-0.json": (2, _record("d")), f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json": (2, _record("pax"))}
+EXPECTED = {
+    "opt/conda/conda-meta/b-1.0-0.json": (1, _record("b", "1")),
+    f"{LONG_PREFIX}/conda-meta/long-1.0-0.json": (1, _record("long")),
+    "opt/other/conda-meta/d-1.0-0.json": (2, _record("d")),
+    f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json": (2, _record("pax")),
+}
 
 
 def _diff_id(layer: bytes) -> str:
@@ -59,9 +80,17 @@ def _diff_id(layer: bytes) -> str:
 
 
 def docker_archive(path: Path, layers: list[bytes]) -> Path:
-    config = json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [_diff_id(layer) for layer in layers]}}).encode()
-    members = [("config.json", config), *((f"{n}/layer.tar", layer) for n, layer in enumerate(layers)),
-               ("manifest.json", json.dumps([{"Config": "config.json", "Layers": [f"{n}/layer.tar" for n in range(len(layers))]}]).encode())]
+    config = json.dumps(
+        {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [_diff_id(layer) for layer in layers]}}
+    ).encode()
+    members = [
+        ("config.json", config),
+        *((f"{n}/layer.tar", layer) for n, layer in enumerate(layers)),
+        (
+            "manifest.json",
+            json.dumps([{"Config": "config.json", "Layers": [f"{n}/layer.tar" for n in range(len(layers))]}]).encode(),
+        ),
+    ]
     with tarfile.open(path, "w") as archive:
         for name, data in members:
             info = tarfile.TarInfo(name)
@@ -72,7 +101,9 @@ def docker_archive(path: Path, layers: list[bytes]) -> Path:
 
 def _seen(image: Path) -> dict[str, tuple[int, bytes]]:
     ids = [_diff_id(layer) for layer in LAYERS]
-    return {path: (ids.index(diff_id), content) for path, (diff_id, content) in final_files(image, is_conda_record).items()}
+    return {
+        path: (ids.index(diff_id), content) for path, (diff_id, content) in final_files(image, is_conda_record).items()
+    }
 
 
 def test_the_top_layer_decides_what_is_there(tmp_path):
@@ -83,7 +114,9 @@ def test_the_top_layer_decides_what_is_there(tmp_path):
 def test_oci_layouts_read_the_same(tmp_path, compress):
     archive = oci_archive(docker_archive(tmp_path / "image.tar", LAYERS), tmp_path / "oci.tar")
     layout = scannable(archive, tmp_path)
-    if compress:  # as buildx writes them (the blob names stay: the gate reads layers by diff id order, Trivy checks digests)
+    if (
+        compress
+    ):  # as buildx writes them (the blob names stay: the gate reads layers by diff id order, Trivy checks digests)
         for blob in (layout / "blobs" / "sha256").iterdir():
             if blob.read_bytes() in LAYERS:
                 blob.write_bytes(gzip.compress(blob.read_bytes()))
@@ -91,13 +124,21 @@ def test_oci_layouts_read_the_same(tmp_path, compress):
 
 
 def test_conda_packages_carry_their_build_and_layer(tmp_path):
-    packages = {p.name: (p.version, p.build, p.path) for p in conda_packages(docker_archive(tmp_path / "image.tar", LAYERS)).packages}
-    assert packages == {"b": ("1.0", "1", "opt/conda/conda-meta/b-1.0-0.json"), "d": ("1.0", "0", "opt/other/conda-meta/d-1.0-0.json"),
-                        "long": ("1.0", "0", f"{LONG_PREFIX}/conda-meta/long-1.0-0.json"),
-                        "pax": ("1.0", "0", f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json")}
+    packages = {
+        p.name: (p.version, p.build, p.path)
+        for p in conda_packages(docker_archive(tmp_path / "image.tar", LAYERS)).packages
+    }
+    assert packages == {
+        "b": ("1.0", "1", "opt/conda/conda-meta/b-1.0-0.json"),
+        "d": ("1.0", "0", "opt/other/conda-meta/d-1.0-0.json"),
+        "long": ("1.0", "0", f"{LONG_PREFIX}/conda-meta/long-1.0-0.json"),
+        "pax": ("1.0", "0", f"{LONG_PREFIX}-pax/conda-meta/pax-1.0-0.json"),
+    }
 
 
 def test_a_record_that_is_not_a_package_cannot_be_vetted(tmp_path):
     image = docker_archive(tmp_path / "image.tar", [_layer([("opt/conda/conda-meta/x-1-0.json", b"{not json")])])
-    with pytest.raises(GateError, match=r"the conda record /opt/conda/conda-meta/x-1-0.json in the image is not a package record"):
+    with pytest.raises(
+        GateError, match=r"the conda record /opt/conda/conda-meta/x-1-0.json in the image is not a package record"
+    ):
         conda_packages(image)

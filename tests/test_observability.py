@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.worlds import fresh_venv, installed, mint_token, pip, quarantined, start_pypi_world
+from testkit.worlds import fresh_venv, installed, mint_token, pip, quarantined, start_pypi_world
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -73,13 +73,32 @@ def test_require_token_guards_package_routes_and_metrics(locked_world, tmp_path)
     workspace = token(locked_world, "workspace")
     python = fresh_venv(tmp_path / "venv")
     port = locked_world.airlock.port
-    without = pip(["--python", str(python), "install", "--index-url", f"http://127.0.0.1:{port}/pypi/prod/simple/", "beta"], tmp_path)
+    without = pip(
+        ["--python", str(python), "install", "--index-url", f"http://127.0.0.1:{port}/pypi/prod/simple/", "beta"],
+        tmp_path,
+    )
     assert without.returncode != 0
-    with_token = pip(["--python", str(python), "install", "--index-url", f"http://ws:{workspace}@127.0.0.1:{port}/pypi/prod/simple/", "beta"], tmp_path)
+    with_token = pip(
+        [
+            "--python",
+            str(python),
+            "install",
+            "--index-url",
+            f"http://ws:{workspace}@127.0.0.1:{port}/pypi/prod/simple/",
+            "beta",
+        ],
+        tmp_path,
+    )
     assert with_token.returncode == 0, with_token.stderr
     assert installed(python) == {"alpha": "1.1", "beta": "1.0"}
     assert httpx.get(f"{locked_world.url}/metrics").status_code == 401
-    assert httpx.get(f"{locked_world.url}/metrics", headers={"Authorization": f"Bearer {token(locked_world, 'monitoring-process')}"}).status_code == 200
+    assert (
+        httpx.get(
+            f"{locked_world.url}/metrics",
+            headers={"Authorization": f"Bearer {token(locked_world, 'monitoring-process')}"},
+        ).status_code
+        == 200
+    )
     forbidden = httpx.get(f"{locked_world.url}/metrics", headers={"Authorization": f"Bearer {workspace}"})
     assert forbidden.status_code == 403 and forbidden.json()["detail"] == "role workspace may not read metrics"
     cicd = httpx.get(locked_world.index() + "beta/", auth=("ci", token(locked_world, "cicd-process")))

@@ -105,7 +105,9 @@ def test_conda_build_string_blocks_say_which_spec(allowlist):
 
 def test_a_version_conda_cannot_parse_is_named_as_such(allowlist):
     reason = allowlist.decide("conda", "prod", "numpy", "1..0", None).reason
-    assert reason.startswith("blocked: numpy '1..0' is not a valid conda version (the prod entry is allowlists/conda.yaml:12)")
+    assert reason.startswith(
+        "blocked: numpy '1..0' is not a valid conda version (the prod entry is allowlists/conda.yaml:12)"
+    )
 
 
 def test_conda_channel_limits_the_entry(allowlist):
@@ -115,8 +117,15 @@ def test_conda_channel_limits_the_entry(allowlist):
 
 @pytest.mark.parametrize(
     ("reference", "allowed"),
-    [("20240501", True), ("latest", True), ("2023.1", False), (DIGEST_A, True), (DIGEST_B, False),
-     ("sha256:" + "c" * 64, False), ("2024-bad", False)],
+    [
+        ("20240501", True),
+        ("latest", True),
+        ("2023.1", False),
+        (DIGEST_A, True),
+        (DIGEST_B, False),
+        ("sha256:" + "c" * 64, False),
+        ("2024-bad", False),
+    ],
 )
 def test_image_tags_match_globs_and_digests_must_be_pinned(allowlist, reference, allowed):
     assert allowlist.decide("containers", "prod", "mar/azureml/openmpi4.1.0-ubuntu22.04", reference).allowed is allowed
@@ -125,9 +134,13 @@ def test_image_tags_match_globs_and_digests_must_be_pinned(allowlist, reference,
 def test_digest_only_entry_and_messages(allowlist):
     assert allowlist.decide("containers", "prod", "mar/azureml/pinned-only", DIGEST_B).allowed
     tag = allowlist.decide("containers", "prod", "mar/azureml/pinned-only", "latest")
-    assert tag.reason.startswith("blocked: mar/azureml/pinned-only:latest matches none of the entry's tag globs (1 pinned digest)")
+    assert tag.reason.startswith(
+        "blocked: mar/azureml/pinned-only:latest matches none of the entry's tag globs (1 pinned digest)"
+    )
     digest = allowlist.decide("containers", "prod", "mar/azureml/openmpi4.1.0-ubuntu22.04", DIGEST_B)
-    assert digest.reason.startswith(f"blocked: mar/azureml/openmpi4.1.0-ubuntu22.04@{DIGEST_B} is not pinned by the entry")
+    assert digest.reason.startswith(
+        f"blocked: mar/azureml/openmpi4.1.0-ubuntu22.04@{DIGEST_B} is not pinned by the entry"
+    )
 
 
 def test_image_deny_without_tags_covers_every_tag_and_digest(allowlist):
@@ -137,7 +150,9 @@ def test_image_deny_without_tags_covers_every_tag_and_digest(allowlist):
 
 
 def grant(ecosystem, package, versions, envs=("prod",), expires_in=timedelta(days=30), grant_id="17"):
-    return ExceptionGrant(grant_id, Ecosystem(ecosystem), package, versions, frozenset(envs), NOW + expires_in, "lead@churn", "churn")
+    return ExceptionGrant(
+        grant_id, Ecosystem(ecosystem), package, versions, frozenset(envs), NOW + expires_in, "lead@churn", "churn"
+    )
 
 
 PYPI = "ecosystem: pypi\nenvironments: {prod: {}, preprod: {extends: prod}}\ndeny:\n  - {name: evil, reason: malware}\npackages: []\n"
@@ -153,7 +168,9 @@ def test_approved_exception_allows_and_is_cited():
 
 
 def test_expired_exception_allows_nothing_and_says_so():
-    allowlist = allowlist_from(("allowlists/pypi.yaml", PYPI), grants=[grant("pypi", "lightgbm", None, expires_in=-timedelta(seconds=1))])
+    allowlist = allowlist_from(
+        ("allowlists/pypi.yaml", PYPI), grants=[grant("pypi", "lightgbm", None, expires_in=-timedelta(seconds=1))]
+    )
     decision = allowlist.decide("pypi", "prod", "lightgbm", "4.3.0")
     assert not decision.allowed
     assert "exception 17 (lightgbm any release, owner churn) expired on" in decision.reason
@@ -166,10 +183,13 @@ def test_deny_beats_an_exception():
 
 def test_exceptions_for_conda_and_images():
     allowlist = allowlist_from(
-        ("allowlists/conda.yaml", CONDA), ("allowlists/containers.yaml", CONTAINERS),
-        grants=[grant("conda", "lightgbm >=4.3", None, grant_id="c1"),
-                grant("containers", "mar/azureml/extra", "2025*", grant_id="i1"),
-                grant("containers", "mar/azureml/extra2", DIGEST_B, grant_id="i2")],
+        ("allowlists/conda.yaml", CONDA),
+        ("allowlists/containers.yaml", CONTAINERS),
+        grants=[
+            grant("conda", "lightgbm >=4.3", None, grant_id="c1"),
+            grant("containers", "mar/azureml/extra", "2025*", grant_id="i1"),
+            grant("containers", "mar/azureml/extra2", DIGEST_B, grant_id="i2"),
+        ],
     )
     assert allowlist.decide("conda", "prod", "lightgbm", "4.3.0", "py_0").rule == "exception c1"
     assert allowlist.decide("containers", "prod", "mar/azureml/extra", "20250101").allowed

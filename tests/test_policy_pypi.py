@@ -80,14 +80,24 @@ def test_every_pep503_spelling_of_a_name_is_the_same_project(allowlist, spelling
 
 @pytest.mark.parametrize(
     ("version", "allowed"),
-    [("1.0", True), ("1.0.0", True), ("1.99.99", True), ("2.0", False), ("2.0.0", False), ("0.9", False),
-     ("1.0.post1", True), ("1!1.5", False)],
+    [
+        ("1.0", True),
+        ("1.0.0", True),
+        ("1.99.99", True),
+        ("2.0", False),
+        ("2.0.0", False),
+        ("0.9", False),
+        ("1.0.post1", True),
+        ("1!1.5", False),
+    ],
 )
 def test_specifier_edges(allowlist, version, allowed):
     assert allowlist.decide("pypi", "prod", "foo-bar", version).allowed is allowed
 
 
-@pytest.mark.parametrize(("version", "allowed"), [("1.4.2", True), ("1.4.2+cpu", True), ("1.4.3", False), ("1.4.2.post1", False)])
+@pytest.mark.parametrize(
+    ("version", "allowed"), [("1.4.2", True), ("1.4.2+cpu", True), ("1.4.3", False), ("1.4.2.post1", False)]
+)
 def test_exact_pin_admits_local_versions_of_the_same_release(allowlist, version, allowed):
     assert allowlist.decide("pypi", "prod", "exact", version).allowed is allowed
 
@@ -120,7 +130,9 @@ def test_unlisted_project_is_blocked_with_how_to_ask(allowlist):
     decision = allowlist.decide("pypi", "prod", "LightGBM", "4.3.0")
     assert not decision.allowed
     assert decision.rule is None
-    assert decision.reason.startswith("blocked: lightgbm is not on the prod allowlist; to ask for it, request an exception")
+    assert decision.reason.startswith(
+        "blocked: lightgbm is not on the prod allowlist; to ask for it, request an exception"
+    )
 
 
 def test_invalid_version_is_blocked_not_a_crash(allowlist):
@@ -151,7 +163,9 @@ def test_extends_chain_inherits_but_not_upwards(allowlist):
 def test_expired_entry_allows_nothing_and_says_when_it_ended(allowlist):
     decision = allowlist.decide("pypi", "prod", "retired", "1.0")
     assert not decision.allowed
-    assert decision.reason.startswith("blocked: allowlists/pypi.yaml:39 (retired any release, owner team-c) expired on 2026-11-27")
+    assert decision.reason.startswith(
+        "blocked: allowlists/pypi.yaml:39 (retired any release, owner team-c) expired on 2026-11-27"
+    )
     assert allowlist.decide("pypi", "prod", "lastday", "1.0").allowed
 
 
@@ -171,7 +185,9 @@ def test_expiry_is_a_warning(allowlist):
 
 
 def test_unknown_environment_is_an_error_naming_the_known_ones(allowlist):
-    with pytest.raises(UnknownEnvironment, match=r"unknown environment 'staging' for pypi \(known: prod, preprod, dev\)"):
+    with pytest.raises(
+        UnknownEnvironment, match=r"unknown environment 'staging' for pypi \(known: prod, preprod, dev\)"
+    ):
         allowlist.decide("pypi", "staging", "torch", "2.4.0")
 
 

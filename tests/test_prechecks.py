@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirror.exceptions.prechecks import PrecheckContext, run_prechecks
+from mirror.exception_requests.prechecks import PrecheckContext, run_prechecks
 
 
 def typosquat(package: str, known: set[str]) -> dict[str, str]:

@@ -9,14 +9,15 @@ import time
 import httpx
 import pytest
 
-from tests.worlds import fresh_venv, installed, pip, start_pypi_world
+from testkit.worlds import fresh_venv, installed, pip, start_pypi_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     # No reuse window in Airlock and a 1 s one in devpi, so every request really asks upstream.
-    world = start_pypi_world(tmp_path_factory.mktemp("resilience"),
-                             {"AIRLOCK_PYPI_PAGE_TTL": "0", "AIRLOCK_DEVPI_CACHE_EXPIRY": "1"})
+    world = start_pypi_world(
+        tmp_path_factory.mktemp("resilience"), {"AIRLOCK_PYPI_PAGE_TTL": "0", "AIRLOCK_DEVPI_CACHE_EXPIRY": "1"}
+    )
     yield world
     world.stop()
 
@@ -37,7 +38,9 @@ def test_upstream_down_serves_cached_files_and_503_for_the_rest(world, tmp_path)
         assert installed(second) == {"alpha": "1.1", "beta": "1.0"}
         response = httpx.get(f"{world.index()}uncached/")
         assert response.status_code == 503
-        assert response.headers["X-Airlock-Reason"].startswith("the upstream index is unreachable (ConnectError), and uncached is not cached")
+        assert response.headers["X-Airlock-Reason"].startswith(
+            "the upstream index is unreachable (ConnectError), and uncached is not cached"
+        )
         assert "try again when the upstream is reachable" in response.text
         blocked = httpx.get(f"{world.index()}delta/")
         assert blocked.status_code == 200 and "pypi:project-status" in blocked.text  # refused by policy, not 503

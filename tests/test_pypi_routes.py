@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.worlds import quarantined
+from testkit.worlds import quarantined
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 
@@ -22,9 +22,14 @@ def page(world, project, env="prod", accept=JSON_V1):
 
 @pytest.mark.parametrize(
     ("accept", "media"),
-    [(JSON_V1, JSON_V1), ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
-     ("text/html", "text/html"), ("", "text/html"), ("*/*", "text/html"),
-     (f"{JSON_V1};q=0.5, application/vnd.pypi.simple.v1+html;q=0.9", "application/vnd.pypi.simple.v1+html")],
+    [
+        (JSON_V1, JSON_V1),
+        ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
+        ("text/html", "text/html"),
+        ("", "text/html"),
+        ("*/*", "text/html"),
+        (f"{JSON_V1};q=0.5, application/vnd.pypi.simple.v1+html;q=0.9", "application/vnd.pypi.simple.v1+html"),
+    ],
 )
 def test_pep691_content_negotiation(pypi_world, accept, media):
     response = page(pypi_world, "alpha", accept=accept)
@@ -101,7 +106,10 @@ def test_denied_version_and_metadata_follow_the_files_decision(pypi_world):
     relpaths = {f["filename"]: f["url"].split("/files/", 1)[1] for f in preprod_files}
     allowed = httpx.get(f"{pypi_world.url}/pypi/prod/files/{relpaths['alpha-1.1-py3-none-any.whl']}.metadata")
     assert allowed.status_code == 404  # this upstream serves no metadata, and the page advertises none
-    assert allowed.headers["X-Airlock-Reason"] == "no metadata is served for alpha-1.1-py3-none-any.whl: read it from the file"
+    assert (
+        allowed.headers["X-Airlock-Reason"]
+        == "no metadata is served for alpha-1.1-py3-none-any.whl: read it from the file"
+    )
     for denied in ("alpha-2.0-py3-none-any.whl", "alpha-2.1rc1-py3-none-any.whl"):
         for suffix in ("", ".metadata"):
             response = httpx.get(f"{pypi_world.url}/pypi/prod/files/{relpaths[denied]}{suffix}")
@@ -111,9 +119,15 @@ def test_denied_version_and_metadata_follow_the_files_decision(pypi_world):
 
 def _forbidden(world) -> dict[str, bytes]:
     """Bytes of every file prod must never serve."""
-    names = ["alpha-2.0-py3-none-any.whl", "delta-1.0-py3-none-any.whl", "alpha-1.0.1-py3-none-any.whl",
-             "evil-9.9-py3-none-any.whl", "alpha-1.0-py3-none-any.whl", "alpha-2.1rc1-py3-none-any.whl",
-             "alpha-notaversion-py3-none-any.whl"]
+    names = [
+        "alpha-2.0-py3-none-any.whl",
+        "delta-1.0-py3-none-any.whl",
+        "alpha-1.0.1-py3-none-any.whl",
+        "evil-9.9-py3-none-any.whl",
+        "alpha-1.0-py3-none-any.whl",
+        "alpha-2.1rc1-py3-none-any.whl",
+        "alpha-notaversion-py3-none-any.whl",
+    ]
     return {name: world.upstream.file_bytes(name) for name in names}
 
 
@@ -134,26 +148,45 @@ def test_no_byte_of_a_non_allowlisted_file_leaks_through_any_route(pypi_world):
             for suffix in ("", ".metadata"):
                 urls.append(f"{base}/pypi/prod/files/{project}/{relpath}{suffix}")
         urls += [
-            f"{base}/root/upstream/+f/{relpath}", f"{base}/+f/{relpath}", f"{base}/pypi/prod/+f/{relpath}",
+            f"{base}/root/upstream/+f/{relpath}",
+            f"{base}/+f/{relpath}",
+            f"{base}/pypi/prod/+f/{relpath}",
             f"{base}/pypi/prod/files/alpha/../../root/upstream/+f/{relpath}",
             f"{base}/pypi/prod/files/alpha/..%2F..%2Froot%2Fupstream%2F%2Bf%2F{relpath}",
-            f"{base}/pypi/prod/files/alpha//{relpath}", f"{base}/pypi/prod/files//{relpath}",
+            f"{base}/pypi/prod/files/alpha//{relpath}",
+            f"{base}/pypi/prod/files//{relpath}",
             f"{base}/pypi/prod/files/alpha/{relpath.upper()}",
             f"{base}/pypi/prod/simple/alpha/../../files/alpha/{relpath}",
             f"{base}/pypi/preprod/files/delta/{relpath}",
         ]
-    urls += [f"{base}/{path}" for path in (
-        "root/upstream/+simple/delta/", "root/upstream/", "+simple/delta/", "+api", "+login", "root/", "+status",
-        "pypi/prod/simple/delta/", "pypi/prod/simple/../../root/upstream/+simple/delta/", "pypi/prod/simple/%2e%2e/delta/",
-        "pypi/prod/+simple/delta/", "pypi/prod/simple/delta/index.html", "pypi/prod/simple/delta/../delta/",
-    )]
+    urls += [
+        f"{base}/{path}"
+        for path in (
+            "root/upstream/+simple/delta/",
+            "root/upstream/",
+            "+simple/delta/",
+            "+api",
+            "+login",
+            "root/",
+            "+status",
+            "pypi/prod/simple/delta/",
+            "pypi/prod/simple/../../root/upstream/+simple/delta/",
+            "pypi/prod/simple/%2e%2e/delta/",
+            "pypi/prod/+simple/delta/",
+            "pypi/prod/simple/delta/index.html",
+            "pypi/prod/simple/delta/../delta/",
+        )
+    ]
     leaks = []
     with httpx.Client(follow_redirects=True) as client:
         for url in urls:
             for method in ("GET", "HEAD", "POST", "PUT"):
                 response = client.request(method, url)
                 for name, data in forbidden.items():
-                    if data in response.content or hashlib.sha256(response.content).digest() == hashlib.sha256(data).digest():
+                    if (
+                        data in response.content
+                        or hashlib.sha256(response.content).digest() == hashlib.sha256(data).digest()
+                    ):
                         leaks.append((method, url, name))
                 if response.status_code == 200 and method == "GET" and "/files/" in url:
                     assert response.content not in forbidden.values(), url
@@ -171,10 +204,12 @@ def test_devpi_is_not_reachable_through_the_public_port(pypi_world):
 
 
 def test_an_allowlist_edit_is_enforced_within_two_seconds(pypi_world):
-    from tests.worlds import ALLOWLIST
+    from testkit.worlds import ALLOWLIST
 
     assert quarantined(page(pypi_world, "delta"))
-    pypi_world.write_allowlist(ALLOWLIST + "  - {name: delta, environments: [prod], reason: approved in review, owner: ml}\n")
+    pypi_world.write_allowlist(
+        ALLOWLIST + "  - {name: delta, environments: [prod], reason: approved in review, owner: ml}\n"
+    )
     try:
         started = time.monotonic()
         while quarantined(page(pypi_world, "delta")):
@@ -189,7 +224,10 @@ def test_an_allowlist_edit_is_enforced_within_two_seconds(pypi_world):
         pypi_world.write_allowlist(ALLOWLIST + "  - {name: delta, environments: [staging], reason: r, owner: o}\n")
         time.sleep(1.2)
         ready = httpx.get(f"{pypi_world.url}/readyz").json()
-        assert ready["allowlist"]["rejected_edit"] and "unknown environment 'staging'" in ready["allowlist"]["rejected_edit"][0]
+        assert (
+            ready["allowlist"]["rejected_edit"]
+            and "unknown environment 'staging'" in ready["allowlist"]["rejected_edit"][0]
+        )
         assert quarantined(page(pypi_world, "delta"))
     finally:
         pypi_world.write_allowlist(ALLOWLIST)
@@ -198,9 +236,14 @@ def test_an_allowlist_edit_is_enforced_within_two_seconds(pypi_world):
 
 
 def test_status_prints_client_settings_and_health(pypi_world):
-    env = {"AIRLOCK_LISTEN": pypi_world.airlock.env.get("AIRLOCK_LISTEN", f"127.0.0.1:{pypi_world.airlock.port}"),
-           "AIRLOCK_ALLOWLISTS": str(pypi_world.allowlists), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "mirror", "status", "--json"], capture_output=True, text=True, env=env)
+    env = {
+        "AIRLOCK_LISTEN": pypi_world.airlock.env.get("AIRLOCK_LISTEN", f"127.0.0.1:{pypi_world.airlock.port}"),
+        "AIRLOCK_ALLOWLISTS": str(pypi_world.allowlists),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "status", "--json"], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["ready"] is True and status["parts"]["devpi"]["healthy"] is True
@@ -208,6 +251,10 @@ def test_status_prints_client_settings_and_health(pypi_world):
     assert f"--index-url {pypi_world.url}/pypi/prod/simple/" in status["clients"][0]["pip"]
     text = subprocess.run([sys.executable, "-m", "mirror", "status"], capture_output=True, text=True, env=env)
     assert text.stdout.startswith(f"Airlock at {pypi_world.url}: ready")
-    down = subprocess.run([sys.executable, "-m", "mirror", "status"], capture_output=True, text=True,
-                          env={**env, "AIRLOCK_LISTEN": "127.0.0.1:9"})
+    down = subprocess.run(
+        [sys.executable, "-m", "mirror", "status"],
+        capture_output=True,
+        text=True,
+        env={**env, "AIRLOCK_LISTEN": "127.0.0.1:9"},
+    )
     assert down.returncode == 1 and "does not answer on 127.0.0.1:9" in down.stdout

@@ -5,7 +5,6 @@ unchecked or unescaped."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -15,14 +14,26 @@ import zipfile
 import httpx
 import pytest
 
-from tests.upstream.pypi import Release, Upstream
-from tests.upstream.servers import AirlockProcess, PypiIndexServer
-from tests.worlds import UPSTREAM_INDEX_DELAY, fresh_venv, installed, pip, uv
+from testkit.pypi import Release, Upstream
+from testkit.servers import AirlockProcess, PypiIndexServer
+from testkit.worlds import UPSTREAM_INDEX_DELAY, fresh_venv, installed, pip, uv
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
-PROJECTS = ("metaall", "metasome", "metanone", "liarmeta", "liarfile", "htmlonly", "timed", "slowpage", "hostile", "nosuchproject")
+PROJECTS = (
+    "metaall",
+    "metasome",
+    "metanone",
+    "liarmeta",
+    "liarfile",
+    "htmlonly",
+    "timed",
+    "slowpage",
+    "hostile",
+    "nosuchproject",
+)
 ALLOWLIST = "ecosystem: pypi\nenvironments: {prod: {}}\npackages:\n" + "".join(
-    f"  - {{name: {name}, environments: [prod], reason: upstream quirks, owner: ml}}\n" for name in PROJECTS)
+    f"  - {{name: {name}, environments: [prod], reason: upstream quirks, owner: ml}}\n" for name in PROJECTS
+)
 
 
 def releases() -> list[Release]:
@@ -33,7 +44,8 @@ def releases() -> list[Release]:
         *(Release("metanone", version, metadata=False) for version in ("1.0", "2.0")),
         Release("liarmeta", "1.0", lie="metadata-hash"),
         Release("liarfile", "1.0", lie="hash", metadata=False),
-        Release("htmlonly", "1.0", metadata=False), Release("htmlonly", "1.1", metadata=False, yanked="broken"),
+        Release("htmlonly", "1.0", metadata=False),
+        Release("htmlonly", "1.1", metadata=False, yanked="broken"),
         Release("timed", "1.0", metadata=False, upload_time="2025-01-01T00:00:00Z"),
         Release("timed", "2.0", metadata=False, upload_time="2026-06-01T00:00:00.123456Z"),
         Release("slowpage", "1.0"),
@@ -55,19 +67,31 @@ def hostile_page(upstream: Upstream) -> bytes:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("upstreams")
-    upstream = Upstream(tmp / "upstream", index_delay=UPSTREAM_INDEX_DELAY, html_only={"htmlonly"}, page_delays={"slowpage": 8})
+    upstream = Upstream(
+        tmp / "upstream", index_delay=UPSTREAM_INDEX_DELAY, html_only={"htmlonly"}, page_delays={"slowpage": 8}
+    )
     upstream.add(*releases())
     upstream.publish()
-    upstream.raw_pages = {"hostile": ("application/vnd.pypi.simple.v1+json", hostile_page(upstream)),
-                          "brokenjson": ("application/vnd.pypi.simple.v1+json", b'{"meta": {"api-version": "1.1"}, "files": [')}
+    upstream.raw_pages = {
+        "hostile": ("application/vnd.pypi.simple.v1+json", hostile_page(upstream)),
+        "brokenjson": ("application/vnd.pypi.simple.v1+json", b'{"meta": {"api-version": "1.1"}, "files": ['),
+    }
     upstream.publish()
     server = PypiIndexServer(upstream.root).start()
     allowlists = tmp / "allowlists"
     allowlists.mkdir()
-    (allowlists / "pypi.yaml").write_text(ALLOWLIST + "  - {name: brokenjson, environments: [prod], reason: r, owner: o}\n")
-    airlock = AirlockProcess(tmp / "airlock", {
-        "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/", "AIRLOCK_DATA_DIR": str(tmp / "data"),
-        "AIRLOCK_ALLOWLISTS": str(allowlists), "AIRLOCK_UPSTREAM_TIMEOUT": "4"})
+    (allowlists / "pypi.yaml").write_text(
+        ALLOWLIST + "  - {name: brokenjson, environments: [prod], reason: r, owner: o}\n"
+    )
+    airlock = AirlockProcess(
+        tmp / "airlock",
+        {
+            "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/",
+            "AIRLOCK_DATA_DIR": str(tmp / "data"),
+            "AIRLOCK_ALLOWLISTS": str(allowlists),
+            "AIRLOCK_UPSTREAM_TIMEOUT": "4",
+        },
+    )
     try:
         airlock.start()
     except BaseException:
@@ -146,7 +170,8 @@ def test_metadata_whose_hash_lies_is_refused_never_served_and_no_longer_advertis
     refused = httpx.get(file_url(world, "liarmeta", entry) + ".metadata")
     assert refused.status_code == 502
     assert refused.headers["X-Airlock-Reason"].startswith(
-        "the metadata of liarmeta-1.0-py3-none-any.whl does not match the sha256 the upstream's page gives for it")
+        "the metadata of liarmeta-1.0-py3-none-any.whl does not match the sha256 the upstream's page gives for it"
+    )
     assert b"Metadata-Version" not in refused.content
     assert "core-metadata" not in files(world, "liarmeta")["liarmeta-1.0-py3-none-any.whl"]
     python = fresh_venv(tmp_path / "venv")
@@ -176,7 +201,10 @@ def test_pep700_fields_from_the_upstream_and_versions_only_of_allowed_files(worl
     assert timed["timed-2.0-py3-none-any.whl"]["size"] == len(data)
     html_only = files(world, "htmlonly")  # a PEP 503 upstream: no size, no upload time, still served
     assert html_only["htmlonly-1.1-py3-none-any.whl"]["yanked"] == "broken"
-    assert "size" not in html_only["htmlonly-1.0-py3-none-any.whl"] and "upload-time" not in html_only["htmlonly-1.0-py3-none-any.whl"]
+    assert (
+        "size" not in html_only["htmlonly-1.0-py3-none-any.whl"]
+        and "upload-time" not in html_only["htmlonly-1.0-py3-none-any.whl"]
+    )
     assert 'data-yanked="broken"' in page(world, "htmlonly", accept="text/html").text
 
 
@@ -184,11 +212,34 @@ def test_pep700_fields_from_the_upstream_and_versions_only_of_allowed_files(worl
 def test_cooldowns_of_pip_and_uv_work_through_airlock(world, tmp_path, client):
     python = fresh_venv(tmp_path / "venv")
     if client == "pip":
-        result = pip(["--python", str(python), "install", "--uploaded-prior-to", "2026-01-01T00:00:00Z",
-                      "--index-url", world["index"], "timed"], tmp_path)
+        result = pip(
+            [
+                "--python",
+                str(python),
+                "install",
+                "--uploaded-prior-to",
+                "2026-01-01T00:00:00Z",
+                "--index-url",
+                world["index"],
+                "timed",
+            ],
+            tmp_path,
+        )
     else:
-        result = uv(["pip", "install", "--python", str(python), "--exclude-newer", "2026-01-01T00:00:00Z",
-                     "--index-url", world["index"], "timed"], tmp_path)
+        result = uv(
+            [
+                "pip",
+                "install",
+                "--python",
+                str(python),
+                "--exclude-newer",
+                "2026-01-01T00:00:00Z",
+                "--index-url",
+                world["index"],
+                "timed",
+            ],
+            tmp_path,
+        )
     assert result.returncode == 0, result.stderr
     assert installed(python) == {"timed": "1.0"}
 
@@ -196,7 +247,10 @@ def test_cooldowns_of_pip_and_uv_work_through_airlock(world, tmp_path, client):
 def test_an_allowed_project_the_upstream_lacks_is_a_404_that_says_so(world):
     response = page(world, "nosuchproject")
     assert response.status_code == 404
-    assert response.headers["X-Airlock-Reason"] == "nosuchproject is allowed for prod, but the upstream index has no project nosuchproject"
+    assert (
+        response.headers["X-Airlock-Reason"]
+        == "nosuchproject is allowed for prod, but the upstream index has no project nosuchproject"
+    )
 
 
 def test_an_upstream_page_that_hangs_is_a_503_never_a_404(world):
@@ -214,7 +268,10 @@ def test_byte_ranges_on_files_airlock_holds(world, tmp_path):
     assert head.status_code == 200 and head.headers["content-length"] == str(len(whole.content))
     tail = httpx.get(url, headers={"Range": "bytes=-100"})
     assert tail.status_code == 206 and tail.content == whole.content[-100:]
-    assert tail.headers["content-range"] == f"bytes {len(whole.content) - 100}-{len(whole.content) - 1}/{len(whole.content)}"
+    assert (
+        tail.headers["content-range"]
+        == f"bytes {len(whole.content) - 100}-{len(whole.content) - 1}/{len(whole.content)}"
+    )
     middle = httpx.get(url, headers={"Range": "bytes=10-19"})
     assert middle.status_code == 206 and middle.content == whole.content[10:20]
     assert httpx.get(url, headers={"Range": f"bytes={len(whole.content) + 10}-"}).status_code == 416
@@ -223,7 +280,9 @@ def test_byte_ranges_on_files_airlock_holds(world, tmp_path):
 def test_hostile_upstream_entries_are_withheld_and_nothing_reaches_a_page_unescaped(world):
     response = page(world, "hostile")
     assert response.status_code == 200
-    assert sorted(response.json()["files"], key=lambda f: f["filename"])[0]["filename"] == "hostile-1.0-py3-none-any.whl"
+    assert (
+        sorted(response.json()["files"], key=lambda f: f["filename"])[0]["filename"] == "hostile-1.0-py3-none-any.whl"
+    )
     kept = {f["filename"]: f for f in response.json()["files"]}
     assert set(kept) == {"hostile-1.0-py3-none-any.whl", "hostile-1.4-py3-none-any.whl"}
     assert kept["hostile-1.4-py3-none-any.whl"]["requires-python"] == '"><script>alert(1)</script>'  # JSON: a string
@@ -231,12 +290,20 @@ def test_hostile_upstream_entries_are_withheld_and_nothing_reaches_a_page_unesca
     html = page(world, "hostile", accept="text/html").text
     assert "<script" not in html and 'data-requires-python="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
     log = world["airlock"].log.read_text()
-    assert "withholding 'hostile-1.2-py3-none-any.whl' of hostile: the upstream's entry is unusable: its upload-time 'yesterday at noon' is not ISO 8601" in log
-    assert "withholding 'hostile-1.3-py3-none-any.whl' of hostile: the upstream's entry is unusable: its size 1000000000000000 is not a byte count" in log
+    assert (
+        "withholding 'hostile-1.2-py3-none-any.whl' of hostile: the upstream's entry is unusable: its upload-time 'yesterday at noon' is not ISO 8601"
+        in log
+    )
+    assert (
+        "withholding 'hostile-1.3-py3-none-any.whl' of hostile: the upstream's entry is unusable: its size 1000000000000000 is not a byte count"
+        in log
+    )
 
 
 def test_a_malformed_upstream_page_is_withheld_with_its_reason(world):
     response = page(world, "brokenjson")
     assert response.status_code == 503
     reason = response.headers["X-Airlock-Reason"]
-    assert "brokenjson" in reason and ("malformed" in reason or "cannot read" in reason or "not cached" in reason), reason
+    assert "brokenjson" in reason and ("malformed" in reason or "cannot read" in reason or "not cached" in reason), (
+        reason
+    )

@@ -22,8 +22,13 @@ def bare_environment(tmp_path, monkeypatch):
 
 def status(cwd, *args, **env):
     base = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
-    return subprocess.run([sys.executable, "-m", "mirror", "status", "--json", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**base, "PYTHONPATH": str(REPO_ROOT), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "mirror", "status", "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(REPO_ROOT), **env},
+    )
 
 
 def test_airlock_toml_is_read_and_environment_variables_win(tmp_path):
@@ -60,46 +65,77 @@ def test_database_password_comes_from_a_file_not_the_url(tmp_path, monkeypatch):
         load_settings()
 
 
-@pytest.mark.parametrize("environment", [{}, {"AIRLOCK_DATA_DIR": "state"}, {"airlock_data_dir": "lower/case"},
-                                         {"AIRLOCK_DATA_DIR": ""}, {"AIRLOCK_LISTEN": "0.0.0.0:9"}],
-                         ids=["default", "data-dir", "any-case", "empty", "other-setting"])
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {},
+        {"AIRLOCK_DATA_DIR": "state"},
+        {"airlock_data_dir": "lower/case"},
+        {"AIRLOCK_DATA_DIR": ""},
+        {"AIRLOCK_LISTEN": "0.0.0.0:9"},
+        {"Airlock_Database_Url": "postgresql+psycopg://airlock@db/airlock"},
+    ],
+    ids=["default", "data-dir", "any-case", "empty", "other-setting", "database-url"],
+)
 def test_the_gates_quick_database_lookup_agrees_with_the_settings(bare_environment, monkeypatch, environment):
-    """`embedded_sqlite_file` (the gate's way, without pydantic-settings) finds the database
-    `load_settings()` would, or leaves the answer to it."""
+    """`database_url` (the gate's way, without pydantic-settings) finds the database `load_settings()` would."""
     from mirror.settings import load_settings
-    from mirror.store.location import embedded_sqlite_file
+    from mirror.store.location import database_url
 
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    assert f"sqlite:///{embedded_sqlite_file()}" == load_settings().resolved_database_url
+    assert database_url() == load_settings().resolved_database_url
 
 
-@pytest.mark.parametrize("configured", ["config-file", "named-config-file", "database-url", "password-file"])
-def test_the_gates_quick_database_lookup_defers_whatever_it_does_not_read(bare_environment, tmp_path, monkeypatch, configured):
-    from mirror.store.location import embedded_sqlite_file
+@pytest.mark.parametrize(
+    "configured", ["config-file", "named-config-file", "config-file-and-variable", "password-file"]
+)
+def test_the_gates_quick_database_lookup_reads_the_config_file_and_password_file(
+    bare_environment, tmp_path, monkeypatch, configured
+):
+    from sqlalchemy.engine import make_url
 
-    assert embedded_sqlite_file() == (tmp_path / ".airlock" / "airlock.db")
+    from mirror.settings import load_settings
+    from mirror.store.location import database_url
+
     if configured == "config-file":
         (tmp_path / "airlock.toml").write_text('data_dir = "elsewhere"\n')
     elif configured == "named-config-file":
-        (tmp_path / "site.toml").write_text('data_dir = "elsewhere"\n')
+        (tmp_path / "site.toml").write_text('database_url = "postgresql+psycopg://airlock@db:5432/airlock"\n')
         monkeypatch.setenv("AIRLOCK_CONFIG", str(tmp_path / "site.toml"))
-    elif configured == "database-url":
-        monkeypatch.setenv("Airlock_Database_Url", "postgresql+psycopg://airlock@db/airlock")
+    elif configured == "config-file-and-variable":
+        (tmp_path / "airlock.toml").write_text('data_dir = "elsewhere"\n')
+        monkeypatch.setenv("AIRLOCK_DATA_DIR", "here")
     else:
+        (tmp_path / "pw").write_text("s3cr:t/@pass\n")
+        monkeypatch.setenv("AIRLOCK_DATABASE_URL", "postgresql+psycopg://airlock@db:5432/airlock")
         monkeypatch.setenv("AIRLOCK_DATABASE_PASSWORD_FILE", str(tmp_path / "pw"))
-    assert embedded_sqlite_file() is None
+    ours, theirs = make_url(database_url()), make_url(load_settings().resolved_database_url)
+    assert (ours.drivername, ours.username, ours.password, ours.host, ours.port, ours.database) == (
+        theirs.drivername,
+        theirs.username,
+        theirs.password,
+        theirs.host,
+        theirs.port,
+        theirs.database,
+    )
 
 
 def test_status_names_the_allowlists_conda_channels_and_registry_upstreams(tmp_path):
-    clients = json.loads(status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(REPO_ROOT / "allowlists")).stdout)["clients"]
+    clients = json.loads(
+        status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(REPO_ROOT / "allowlists")).stdout
+    )["clients"]
     prod = next(client for client in clients if client["environment"] == "prod")
     assert prod["conda"] == "conda install --override-channels -c http://127.0.0.1:9/conda/prod/conda-forge PACKAGE"
     assert prod["docker"].startswith("docker pull 127.0.0.1:9/prod/mar/REPOSITORY:TAG")
     (tmp_path / "only-pypi").mkdir()
     (tmp_path / "only-pypi" / "pypi.yaml").write_text("ecosystem: pypi\nenvironments: {prod: {}}\npackages: []\n")
-    [bare] = json.loads(status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(tmp_path / "only-pypi")).stdout)["clients"]
-    assert "/conda/prod/CHANNEL PACKAGE" in bare["conda"] and "127.0.0.1:9/prod/UPSTREAM/REPOSITORY:TAG" in bare["docker"]
+    [bare] = json.loads(
+        status(tmp_path, AIRLOCK_LISTEN="127.0.0.1:9", AIRLOCK_ALLOWLISTS=str(tmp_path / "only-pypi")).stdout
+    )["clients"]
+    assert (
+        "/conda/prod/CHANNEL PACKAGE" in bare["conda"] and "127.0.0.1:9/prod/UPSTREAM/REPOSITORY:TAG" in bare["docker"]
+    )
 
 
 def test_a_taken_port_is_one_line_and_nothing_started(tmp_path):
@@ -110,10 +146,23 @@ def test_a_taken_port_is_one_line_and_nothing_started(tmp_path):
         taken.listen()
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
-        result = subprocess.run([sys.executable, "-m", "mirror", "up"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
-                                env={**base, "PYTHONPATH": str(REPO_ROOT), "AIRLOCK_LISTEN": listen, "AIRLOCK_DATA_DIR": str(tmp_path / "data"),
-                                     "AIRLOCK_ALLOWLISTS": str(REPO_ROOT / "allowlists")})
+        result = subprocess.run(
+            [sys.executable, "-m", "mirror", "up"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+            env={
+                **base,
+                "PYTHONPATH": str(REPO_ROOT),
+                "AIRLOCK_LISTEN": listen,
+                "AIRLOCK_DATA_DIR": str(tmp_path / "data"),
+                "AIRLOCK_ALLOWLISTS": str(REPO_ROOT / "allowlists"),
+            },
+        )
     assert result.returncode == 1
-    assert result.stderr == (f"airlock: cannot listen on {listen}: Address already in use; is Airlock already running there "
-                             "(`airlock status`)? Stop it, or set AIRLOCK_LISTEN to a free HOST:PORT\n")
+    assert result.stderr == (
+        f"airlock: cannot listen on {listen}: Address already in use; is Airlock already running there "
+        "(`airlock status`)? Stop it, or set AIRLOCK_LISTEN to a free HOST:PORT\n"
+    )
     assert not (tmp_path / "data").exists()  # no database, no devpi, no registry cache

@@ -16,14 +16,35 @@ class BaseImageCheck(Check):
 
     def run(self, context: GateContext) -> list[Finding]:
         if context.base_images is None:
-            return [Finding(check=self.name, level=Level.WARN, title="base image not checked",
-                            reason="not configured: no containers.yaml in the allowlists, so the base image was not verified "
-                                   "(every Python and conda package in the image was checked against the allowlist instead)")]
+            return [
+                Finding(
+                    check=self.name,
+                    level=Level.WARN,
+                    title="base image not checked",
+                    reason="not configured: no containers.yaml in the allowlists, so the base image was not verified "
+                    "(every Python and conda package in the image was checked against the allowlist instead)",
+                )
+            ]
         base = context.base
         if base is not None:
-            return [Finding(check=self.name, level=Level.INFO, title=f"built on {base.reference}", rule=base.rule,
-                            reason=f"bottom {len(base.diff_ids)} layer(s) equal allowed base {base.reference}@{base.digest} ({base.rule})")]
+            return [
+                Finding(
+                    check=self.name,
+                    level=Level.INFO,
+                    title=f"built on {base.reference}",
+                    rule=base.rule,
+                    reason=f"bottom {len(base.diff_ids)} layer(s) equal allowed base {base.reference}@{base.digest} ({base.rule})",
+                )
+            ]
         allowed = ", ".join(sorted({b.reference for b in context.base_images})) or "none"
-        return [Finding(check=self.name, level=Level.FAIL, title="not built on an allowed base image",
-                        reason=(f"the image's bottom layers match no base image allowed for {context.environment} "
-                                f"(allowed: {allowed}); build FROM one of them, or request an exception for your base image"))]
+        return [
+            Finding(
+                check=self.name,
+                level=Level.FAIL,
+                title="not built on an allowed base image",
+                reason=(
+                    f"the image's bottom layers match no base image allowed for {context.environment} "
+                    f"(allowed: {allowed}); build FROM one of them, or request an exception for your base image"
+                ),
+            )
+        ]

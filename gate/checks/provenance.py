@@ -16,21 +16,47 @@ class ProvenanceCheck(Check):
         findings = []
         base_layers = context.base.diff_ids if context.base else ()
         for package in sorted(context.facts.packages, key=lambda p: (p.kind, p.name.lower(), p.version)):
-            base = dict(check=self.name, package=package.name, version=package.version, path=package.path, layer=package.layer,
-                        title=f"{package.kind} package {package.name} {package.version}")
+            base = dict(
+                check=self.name,
+                package=package.name,
+                version=package.version,
+                path=package.path,
+                layer=package.layer,
+                title=f"{package.kind} package {package.name} {package.version}",
+            )
             if package.layer is not None and package.layer in base_layers:
-                findings.append(Finding(level=Level.INFO, reason="part of the allowed base image (vetted with it)", **base))
+                findings.append(
+                    Finding(level=Level.INFO, reason="part of the allowed base image (vetted with it)", **base)
+                )
                 continue
             if package.installed_by is not None:  # conda's numpy ships numpy's dist-info: one package, vetted as conda
-                findings.append(Finding(level=Level.INFO, reason=f"installed by {package.installed_by}, vetted as that", **base))
+                findings.append(
+                    Finding(level=Level.INFO, reason=f"installed by {package.installed_by}, vetted as that", **base)
+                )
                 continue
             ecosystem = _ECOSYSTEM[package.kind]
             try:
-                decision = context.allowlist.decide(ecosystem, context.environment, package.name, package.version, package.build)
+                decision = context.allowlist.decide(
+                    ecosystem, context.environment, package.name, package.version, package.build
+                )
             except UnknownEnvironment:
-                findings.append(Finding(level=Level.FAIL, reason=(
-                    f"there is no {ecosystem.value} allowlist for {context.environment}: nothing {ecosystem.value} can be vetted; "
-                    f"declare the environment in {ecosystem.value}.yaml"), **base))
+                findings.append(
+                    Finding(
+                        level=Level.FAIL,
+                        reason=(
+                            f"there is no {ecosystem.value} allowlist for {context.environment}: nothing {ecosystem.value} can be vetted; "
+                            f"declare the environment in {ecosystem.value}.yaml"
+                        ),
+                        **base,
+                    )
+                )
                 continue
-            findings.append(Finding(level=Level.INFO if decision.allowed else Level.FAIL, reason=decision.reason, rule=decision.rule, **base))
+            findings.append(
+                Finding(
+                    level=Level.INFO if decision.allowed else Level.FAIL,
+                    reason=decision.reason,
+                    rule=decision.rule,
+                    **base,
+                )
+            )
         return findings

@@ -35,30 +35,67 @@ def _tool_version() -> str:
 def _result(finding: Finding, rule_index: int) -> dict:
     uri = (finding.path or "").split(":")[0].lstrip("/") or IMAGE_LEVEL_URI
     return {
-        "ruleId": finding.check, "ruleIndex": rule_index, "level": _LEVEL[finding.level],
+        "ruleId": finding.check,
+        "ruleIndex": rule_index,
+        "level": _LEVEL[finding.level],
         "message": {"text": f"{finding.title}: {finding.reason}"},
         "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
-        "properties": {k: v for k, v in (("package", finding.package), ("version", finding.version), ("id", finding.id),
-                                          ("severity", finding.severity), ("layer", finding.layer)) if v},
+        "properties": {
+            k: v
+            for k, v in (
+                ("package", finding.package),
+                ("version", finding.version),
+                ("id", finding.id),
+                ("severity", finding.severity),
+                ("layer", finding.layer),
+            )
+            if v
+        },
     }
 
 
 def to_sarif(verdict: Verdict) -> str:
     rules = [{"id": rule, "name": rule, "shortDescription": {"text": text}} for rule, text in _RULES.items()]
     index = {rule: n for n, rule in enumerate(_RULES)}
-    reported = [f for f in verdict.findings if f.level is Level.FAIL] + [f for f in verdict.findings if f.level is Level.WARN]
+    reported = [f for f in verdict.findings if f.level is Level.FAIL] + [
+        f for f in verdict.findings if f.level is Level.WARN
+    ]
     notifications = [{"level": "error", "message": {"text": verdict.cause}}] if verdict.cause else []
     if len(reported) > MAX_RESULTS:
-        notifications.append({"level": "warning", "message": {"text": (
-            f"{len(reported) - MAX_RESULTS} of {len(reported)} findings (the least severe) are not in this file: GitHub code scanning accepts "
-            f"{MAX_RESULTS:,} results per run; the JSON report and the audit record have every finding")}})
+        notifications.append(
+            {
+                "level": "warning",
+                "message": {
+                    "text": (
+                        f"{len(reported) - MAX_RESULTS} of {len(reported)} findings (the least severe) are not in this file: GitHub code scanning accepts "
+                        f"{MAX_RESULTS:,} results per run; the JSON report and the audit record have every finding"
+                    )
+                },
+            }
+        )
     run = {
-        "tool": {"driver": {"name": "airlock-gate", "version": _tool_version(), "informationUri": "https://github.com/airlock/airlock",
-                            "rules": rules}},
+        "tool": {
+            "driver": {
+                "name": "airlock-gate",
+                "version": _tool_version(),
+                "informationUri": "https://github.com/airlock/airlock",
+                "rules": rules,
+            }
+        },
         "results": [_result(finding, index[finding.check]) for finding in reported[:MAX_RESULTS]],
-        "invocations": [{"executionSuccessful": verdict.cause is None, "exitCode": verdict.outcome.exit_code,
-                         **({"toolExecutionNotifications": notifications} if notifications else {})}],
-        "properties": {"image": verdict.reference, "environment": verdict.environment, "decision": verdict.outcome.value,
-                       "digest": verdict.digest, "discarded": list(verdict.discarded)},
+        "invocations": [
+            {
+                "executionSuccessful": verdict.cause is None,
+                "exitCode": verdict.outcome.exit_code,
+                **({"toolExecutionNotifications": notifications} if notifications else {}),
+            }
+        ],
+        "properties": {
+            "image": verdict.reference,
+            "environment": verdict.environment,
+            "decision": verdict.outcome.value,
+            "digest": verdict.digest,
+            "discarded": list(verdict.discarded),
+        },
     }
     return json.dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from gate.interface import SEVERITY_ORDER, Finding, Level, Outcome, Verdict
-from mirror.cli.tables import render_table
+from mirror.terminal import render_table
 
 _HEADLINE = {Outcome.PASS: "PASS", Outcome.FAIL: "FAIL", Outcome.UNDECIDED: "COULD NOT DECIDE"}
 SHOWN_BELOW_THRESHOLD = 20
@@ -15,8 +15,10 @@ sight in a CI log. The rest are counted; every one is in the JSON report and the
 
 
 def to_table(verdict: Verdict) -> str:
-    lines = [f"airlock-gate: {_HEADLINE[verdict.outcome]} {verdict.reference} for {verdict.environment}"
-             + (f" ({verdict.digest})" if verdict.digest else "")]
+    lines = [
+        f"airlock-gate: {_HEADLINE[verdict.outcome]} {verdict.reference} for {verdict.environment}"
+        + (f" ({verdict.digest})" if verdict.digest else "")
+    ]
     if verdict.cause:
         lines.append(f"cause: {verdict.cause}")
     for level, heading in ((Level.FAIL, "Blocking findings"), (Level.WARN, "Warnings")):
@@ -49,7 +51,11 @@ def _shown(warnings: list[Finding]) -> tuple[list[Finding], list[Finding]]:
 
 def _not_listed(hidden: list[Finding]) -> str:
     by_severity = Counter(f.severity or "UNKNOWN" for f in hidden)
-    ranked = sorted(by_severity.items(), key=lambda item: -SEVERITY_ORDER.index(item[0]) if item[0] in SEVERITY_ORDER else 0)
+    ranked = sorted(
+        by_severity.items(), key=lambda item: -SEVERITY_ORDER.index(item[0]) if item[0] in SEVERITY_ORDER else 0
+    )
     counts = ", ".join(f"{severity} {n}" for severity, n in ranked)
-    return (f"... and {len(hidden)} more vulnerabilities below the threshold ({counts}): every finding is in "
-            "the JSON report (--format json, --report FILE.json) and in the audit record")
+    return (
+        f"... and {len(hidden)} more vulnerabilities below the threshold ({counts}): every finding is in "
+        "the JSON report (--format json, --report FILE.json) and in the audit record"
+    )

@@ -42,8 +42,10 @@ def conda_packages(image: Path) -> CondaRecords:
             name, version, build = record["name"], record["version"], record.get("build")
             files = [str(file) for file in record.get("files") or () if str(file).endswith(_PYTHON_METADATA)]
         except (ValueError, KeyError, TypeError):
-            raise GateError(f"the conda record /{path} in the image is not a package record (name, version): "
-                            "nothing installed there can be vetted; rebuild the image") from None
+            raise GateError(
+                f"the conda record /{path} in the image is not a package record (name, version): "
+                "nothing installed there can be vetted; rebuild the image"
+            ) from None
         package = Package("conda", str(name), str(version), path, layer, str(build) if build else None)
         packages.append(package)
         prefix = path.rpartition("/conda-meta/")[0]
@@ -60,7 +62,9 @@ def with_conda_records(trivy_packages: tuple[Package, ...], records: CondaRecord
             continue
         owner = records.python_metadata.get(package.path)
         if owner is not None:
-            package = replace(package, installed_by=f"conda package {owner.name} {owner.version} {owner.build or ''}".rstrip())
+            package = replace(
+                package, installed_by=f"conda package {owner.name} {owner.version} {owner.build or ''}".rstrip()
+            )
         kept.append(package)
     return tuple(kept) + tuple(records.packages)
 
@@ -75,7 +79,17 @@ def add_to_sbom(sbom: Path, records: CondaRecords, trivy_packages: tuple[Package
     document = json.loads(sbom.read_bytes())
     for record in missing:
         purl = f"pkg:conda/{record.name}@{record.version}" + (f"?build={record.build}" if record.build else "")
-        document.setdefault("components", []).append({
-            "bom-ref": f"{purl}#/{record.path}", "type": "library", "name": record.name, "version": record.version, "purl": purl,
-            "properties": [{"name": "airlock:path", "value": f"/{record.path}"}, {"name": "airlock:layer", "value": record.layer or ""}]})
+        document.setdefault("components", []).append(
+            {
+                "bom-ref": f"{purl}#/{record.path}",
+                "type": "library",
+                "name": record.name,
+                "version": record.version,
+                "purl": purl,
+                "properties": [
+                    {"name": "airlock:path", "value": f"/{record.path}"},
+                    {"name": "airlock:layer", "value": record.layer or ""},
+                ],
+            }
+        )
     sbom.write_text(json.dumps(document, indent=2) + "\n")

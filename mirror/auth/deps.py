@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the caller's principal from `Authorization: Bearer alk_…`."""
+"""FastAPI dependencies: the caller's principal (from `Authorization: Bearer alk_…`) and the
+access control that checks it — the same `AccessControl` the package routes use."""
 
 from __future__ import annotations
 
@@ -7,35 +8,24 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from mirror.auth.access import AccessControl, presented_token
 from mirror.auth.roles import Principal
-from mirror.exceptions.service import ExceptionService
 
 
-async def service(request: Request) -> ExceptionService:
-    return request.app.state.exceptions
+def access_control(request: Request) -> AccessControl:
+    return request.app.state.parts.access
 
 
 async def current_principal(request: Request) -> Principal:
     """Async: a token seen in the last seconds is answered from memory without a thread hop."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
-    cached = request.app.state.token_cache.cached(token) if token else None
+    authorization = request.headers.get("authorization", "")
+    token = presented_token(authorization) if authorization.lower().startswith("bearer") else None
+    access: AccessControl = request.app.state.parts.access
+    cached = access.cached(token) if token else None
     if cached is not None:
         return cached
-    return await run_in_threadpool(_authenticate, request, token)
-
-
-def _authenticate(request: Request, token: str) -> Principal:
-    exceptions: ExceptionService = request.app.state.exceptions
-    attempt = f"{request.method} {request.url.path}"
-    if not token:
-        raise exceptions.deny(None, attempt, request.url.path,
-                              "a bearer token is required: Authorization: Bearer alk_… (create one with `airlock token create`)", status=401)
-    principal, why = request.app.state.token_cache.lookup(token, exceptions.db)
-    if principal is None:
-        raise exceptions.deny(None, attempt, request.url.path, f"invalid token: {why}", status=401)
-    return principal
+    return await run_in_threadpool(access.authenticate, token, f"{request.method} {request.url.path}", request.url.path)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
-ServiceDep = Annotated[ExceptionService, Depends(service)]
+AccessDep = Annotated[AccessControl, Depends(access_control)]

@@ -1,4 +1,4 @@
-"""The seed's role table (DESIGN.md "Roles"), as data. A token carries one role and its projects."""
+"""The role table (README "Roles"), as data. A token carries one role and its projects."""
 
 from __future__ import annotations
 
@@ -37,10 +37,20 @@ ROLES: dict[str, dict[Permission, Scope]] = {
     "model-tester": _REQUESTER,
     "project-lead": _LEAD,
     "product-owner": _LEAD,
-    "data-governance": {P.READ_REQUESTS: Scope.ALL, P.DECIDE: Scope.ALL, P.REVOKE: Scope.ALL,
-                        P.READ_ALLOWLISTS: Scope.ALL, P.READ_AUDIT: Scope.ALL},
-    "platform-support": {P.READ_REQUESTS: Scope.ALL, P.REVOKE: Scope.ALL, P.READ_ALLOWLISTS: Scope.ALL,
-                         P.READ_AUDIT: Scope.ALL, P.MANAGE_TOKENS: Scope.ALL},
+    "data-governance": {
+        P.READ_REQUESTS: Scope.ALL,
+        P.DECIDE: Scope.ALL,
+        P.REVOKE: Scope.ALL,
+        P.READ_ALLOWLISTS: Scope.ALL,
+        P.READ_AUDIT: Scope.ALL,
+    },
+    "platform-support": {
+        P.READ_REQUESTS: Scope.ALL,
+        P.REVOKE: Scope.ALL,
+        P.READ_ALLOWLISTS: Scope.ALL,
+        P.READ_AUDIT: Scope.ALL,
+        P.MANAGE_TOKENS: Scope.ALL,
+    },
     "business-stakeholder": {P.READ_REQUESTS: Scope.OWN, P.READ_ALLOWLISTS: Scope.ALL},
     "end-user": {P.READ_REQUESTS: Scope.OWN, P.READ_ALLOWLISTS: Scope.ALL},
     "cicd-process": {P.READ_ALLOWLISTS: Scope.ALL, P.POST_GATE: Scope.ALL},
@@ -73,7 +83,10 @@ class Principal:
 
 
 MACHINE_ROLES = frozenset({"cicd-process", "monitoring-process", "workspace"})
-_OPEN_ROUTE_MACHINES = {Permission.PACKAGES: frozenset({"workspace"}), Permission.IMAGES: frozenset({"workspace", "cicd-process"})}
+_OPEN_ROUTE_MACHINES = {
+    Permission.PACKAGES: frozenset({"workspace"}),
+    Permission.IMAGES: frozenset({"workspace", "cicd-process"}),
+}
 """The machine roles that may use package routes and `/v2` (every human role may)."""
 
 

@@ -7,7 +7,7 @@ import hmac
 import re
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +22,11 @@ PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 
 class TokenError(ValueError):
-    """A token request that cannot be honoured, with what to do instead."""
+    """A token request that cannot be honoured, with what to do instead; `field` names the part."""
+
+    def __init__(self, message: str, field: str = "expires_in") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def parse_duration(text: str) -> timedelta:
@@ -37,23 +41,40 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(session: Session, user: str, role: str, projects: list[str], expires_in: timedelta | None,
-                 actor: str = "cli") -> tuple[str, Token]:
+def create_token(
+    session: Session, user: str, role: str, projects: list[str], expires_in: timedelta | None, actor: str = "cli"
+) -> tuple[str, Token]:
     if role not in ROLES:
-        raise TokenError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        raise TokenError(f"unknown role {role!r} (roles: {', '.join(ROLES)})", "role")
     if not user.strip():
-        raise TokenError("--user must name a person or a process")
+        raise TokenError("--user must name a person or a process", "user")
     bad = [p for p in projects if not PROJECT_NAME.match(p)]
     if bad:
-        raise TokenError(f"invalid project name {bad[0]!r}: lowercase letters, digits, '.', '_' and '-'")
-    now = datetime.now(timezone.utc)
+        raise TokenError(f"invalid project name {bad[0]!r}: lowercase letters, digits, '.', '_' and '-'", "projects")
+    now = datetime.now(UTC)
     token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    row = Token(id=token_id, secret_hash=_digest(secret), user=user.strip(), role=role, projects=sorted(set(projects)),
-                created_at=now, expires_at=now + expires_in if expires_in else None)
+    row = Token(
+        id=token_id,
+        secret_hash=_digest(secret),
+        user=user.strip(),
+        role=role,
+        projects=sorted(set(projects)),
+        created_at=now,
+        expires_at=now + expires_in if expires_in else None,
+    )
     session.add(row)
-    append(session, actor, "token.created", f"token {token_id}",
-           {"user": row.user, "role": role, "projects": row.projects,
-            "expires_at": row.expires_at.isoformat() if row.expires_at else None})
+    append(
+        session,
+        actor,
+        "token.created",
+        f"token {token_id}",
+        {
+            "user": row.user,
+            "role": role,
+            "projects": row.projects,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        },
+    )
     return f"alk_{token_id}_{secret}", row
 
 
@@ -65,7 +86,7 @@ def authenticate(session: Session, presented: str) -> tuple[Principal | None, st
     row = session.get(Token, match.group(1))
     if row is None or not hmac.compare_digest(row.secret_hash, _digest(match.group(2))):
         return None, f"unknown token {match.group(1)}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if row.revoked_at is not None:
         return None, f"token {row.id} was revoked"
     if row.expires_at is not None and row.expires_at <= now:
@@ -86,7 +107,7 @@ class TokenCache:
         if entry is None or time.monotonic() - entry[0] >= self.ttl:
             return None
         principal = entry[1]
-        if principal.expires_at is not None and principal.expires_at <= datetime.now(timezone.utc):
+        if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
             return None
         return principal
 
@@ -115,6 +136,6 @@ def revoke_token(session: Session, token_id: str, actor: str = "cli") -> Token |
     if row is None:
         return None
     if row.revoked_at is None:
-        row.revoked_at = datetime.now(timezone.utc)
+        row.revoked_at = datetime.now(UTC)
         append(session, actor, "token.revoked", f"token {token_id}", {"user": row.user, "role": row.role})
     return row

@@ -42,9 +42,20 @@ class DevpiServer:
         self.child = ChildProcess(
             name="devpi-server",
             argv=[
-                _tool("devpi-server"), "--serverdir", str(self.server_dir), "--host", "127.0.0.1",
-                "--port", str(self.port), "--secretfile", str(self._secret_file), "--enable-core-metadata",
-                "--mirror-cache-expiry", str(cache_expiry), "--proxy-timeout", str(int(timeout)),
+                _tool("devpi-server"),
+                "--serverdir",
+                str(self.server_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--secretfile",
+                str(self._secret_file),
+                "--enable-core-metadata",
+                "--mirror-cache-expiry",
+                str(cache_expiry),
+                "--proxy-timeout",
+                str(int(timeout)),
             ],
             log_path=data_dir / "logs" / "devpi-server.log",
             ready=self._answers,
@@ -85,9 +96,15 @@ class DevpiServer:
         if not (self.server_dir / ".nodeinfo").exists():
             run_command(
                 # `=`: a generated password may start with "-", which argparse would take for an option
-                [_tool("devpi-init"), "--serverdir", str(self.server_dir), "--no-root-pypi",
-                 f"--root-passwd={self._password_file.read_text().strip()}"],
-                120, "devpi-init",
+                [
+                    _tool("devpi-init"),
+                    "--serverdir",
+                    str(self.server_dir),
+                    "--no-root-pypi",
+                    f"--root-passwd={self._password_file.read_text().strip()}",
+                ],
+                120,
+                "devpi-init",
             )
 
     def _ensure_index(self) -> None:
@@ -97,8 +114,12 @@ class DevpiServer:
             # project list first (on a fresh server dir a slow list made devpi answer "no such project").
             # provides_core_metadata: devpi fetches FILE.metadata from the upstream on request; Airlock
             # asks for it only where the upstream's own page advertises it (mirror/pypi/metadata.py).
-            "type": "mirror", "mirror_url": self.upstream, "mirror_provides_core_metadata": True, "mirror_no_project_list": True,
-            "mirror_cache_expiry": self.cache_expiry, "volatile": False,
+            "type": "mirror",
+            "mirror_url": self.upstream,
+            "mirror_provides_core_metadata": True,
+            "mirror_no_project_list": True,
+            "mirror_cache_expiry": self.cache_expiry,
+            "volatile": False,
         }
         auth = ("root", self._password_file.read_text().strip())
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
@@ -114,4 +135,6 @@ class DevpiServer:
             else:
                 raise ChildError(f"devpi-server answered {current.status_code} for its index: {current.text[:200]}")
             if response.status_code not in (200, 201):
-                raise ChildError(f"devpi-server refused to configure {INDEX}: {response.status_code} {response.text[:300]}")
+                raise ChildError(
+                    f"devpi-server refused to configure {INDEX}: {response.status_code} {response.text[:300]}"
+                )

@@ -22,7 +22,9 @@ class RegistryCache:
     def __init__(self, data_dir: Path, upstream_name: str, upstream_url: str) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
-            raise ChildError("docker-registry is not installed (Debian package docker-registry; scripts/run installs it)")
+            raise ChildError(
+                "docker-registry is not installed (Debian package docker-registry; scripts/run installs it)"
+            )
         self.name = upstream_name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

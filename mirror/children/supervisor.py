@@ -4,6 +4,7 @@ ready, restart on crash, stop cleanly. One implementation for every child.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -12,9 +13,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 log = logging.getLogger("airlock.children")
 
@@ -33,10 +34,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Ask Linux to SIGTERM the child if Airlock dies, even by SIGKILL: no orphans."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def run_command(argv: Sequence[str], timeout: float, what: str, env: dict[str, str] | None = None) -> str:
@@ -108,8 +107,13 @@ class ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as output:
             self._process = subprocess.Popen(
-                self.argv, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, start_new_session=True, preexec_fn=_die_with_parent,
+                self.argv,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         log.info("started %s (pid %d), log %s", self.name, self._process.pid, self.log_path)
 
@@ -123,7 +127,9 @@ class ChildProcess:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise ChildError(f"{self.name} exited with {self._process.returncode} while starting: {self._log_tail()}")
+                raise ChildError(
+                    f"{self.name} exited with {self._process.returncode} while starting: {self._log_tail()}"
+                )
             if self._safe_ready():
                 return
             time.sleep(0.1)
@@ -142,7 +148,13 @@ class ChildProcess:
                 self.on_event(self.name, "failed")
                 return
             self.restarts += 1
-            log.error("%s exited unexpectedly with %s; restarting (restart %d of %d)", self.name, code, self.restarts, self.max_restarts)
+            log.error(
+                "%s exited unexpectedly with %s; restarting (restart %d of %d)",
+                self.name,
+                code,
+                self.restarts,
+                self.max_restarts,
+            )
             self.on_event(self.name, "restarted")
             time.sleep(min(2 ** (self.restarts - 1) * 0.5, 10))
             try:

@@ -10,11 +10,9 @@ from mirror.exiting import leave
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Imported here, not at module level: `mirror.cli.tables` (used by the gate's report) must not
-    # pull in every command's dependencies.
     from mirror.cli import allowlist as allowlist_commands
     from mirror.cli import governance as governance_commands
-    from mirror.cli import service as service_commands
+    from mirror.cli import up as service_commands
 
     parser = argparse.ArgumentParser(prog="airlock", description="Airlock: the package firewall for ML workspaces.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

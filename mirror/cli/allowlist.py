@@ -10,11 +10,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirror.allowlist_files import find_policy_files, load_allowlist, read_policy_sources, utc_now
-from mirror.cli.tables import render_table
+from packaging.utils import canonicalize_name
+
+from mirror.allowlist_files import find_policy_files, load_allowlist, read_policy_sources
+from mirror.clock import utc_now
 from mirror.policy import Ecosystem, InvalidAllowlist, UnknownEnvironment, load_policy_files
 from mirror.policy.pypi import parse_version
-from packaging.utils import canonicalize_name
+from mirror.terminal import render_table
 
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -43,8 +45,10 @@ def parse_spec(ecosystem: Ecosystem, spec: str) -> Question:
         if match and parse_version(match.group(2)) is None:
             # No entry or exception can admit it (the mirror serves PEP 440 versions only), so no
             # exception request is suggested for it either.
-            raise ValueError(f"bad SPEC {spec!r} for pypi: {match.group(2)!r} is not a PEP 440 version "
-                             f"(Airlock serves PEP 440 versions only); write {SPEC_FORMS[ecosystem]}")
+            raise ValueError(
+                f"bad SPEC {spec!r} for pypi: {match.group(2)!r} is not a PEP 440 version "
+                f"(Airlock serves PEP 440 versions only); write {SPEC_FORMS[ecosystem]}"
+            )
         if match:
             return Question(ecosystem, match.group(1), match.group(2))
     elif ecosystem is Ecosystem.CONDA:
@@ -65,8 +69,11 @@ def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
     check = sub.add_parser("check", help="validate allowlist files (exit 1 on any error)")
     check.add_argument("paths", nargs="*", metavar="PATH", help=f"files or folders (default: {default_folder})")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
-    check.add_argument("--closure", action="store_true",
-                       help="also check that every environment's entries install (what a pull request touching allowlists/ runs)")
+    check.add_argument(
+        "--closure",
+        action="store_true",
+        help="also check that every environment's entries install (what a pull request touching allowlists/ runs)",
+    )
     check.add_argument("--config", metavar="FILE", help="airlock.toml, for the upstream --closure resolves against")
     check.set_defaults(handler=run_check, default_folder=default_folder)
 
@@ -75,8 +82,12 @@ def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
     explain.add_argument("spec", metavar="SPEC", help="; ".join(f"{e.value}: {f}" for e, f in SPEC_FORMS.items()))
     explain.add_argument("--env", required=True, help="environment, e.g. prod")
     explain.add_argument("--allowlists", default=default_folder, metavar="DIR")
-    explain.add_argument("--advisories", default=os.environ.get("AIRLOCK_ADVISORIES"), metavar="DIR",
-                         help="folder of OSV advisories (default $AIRLOCK_ADVISORIES): also list the known vulnerabilities of a PyPI version")
+    explain.add_argument(
+        "--advisories",
+        default=os.environ.get("AIRLOCK_ADVISORIES"),
+        metavar="DIR",
+        help="folder of OSV advisories (default $AIRLOCK_ADVISORIES): also list the known vulnerabilities of a PyPI version",
+    )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(handler=run_explain)
 
@@ -111,20 +122,36 @@ def run_check(args: argparse.Namespace) -> int:
             if not problems:
                 print(f"{', '.join(map(str, paths))}: no allowlist files (*.yaml) found", file=sys.stderr)
             else:
-                print(f"{errors} error{'s' * (errors != 1)}: the allowlists were not applied; fix the lines above", file=sys.stderr)
+                print(
+                    f"{errors} error{'s' * (errors != 1)}: the allowlists were not applied; fix the lines above",
+                    file=sys.stderr,
+                )
         return EXIT_BLOCKED
     files, _ = find_policy_files(paths)
     if args.json:
-        print(json.dumps({"valid": True, "files": [name for name, _ in sources],
-                          "diagnostics": [_diagnostic_json(d) for d in policy.warnings]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "files": [name for name, _ in sources],
+                    "diagnostics": [_diagnostic_json(d) for d in policy.warnings],
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     for warning in policy.warnings:
         print(warning)
-    summary = [f"{pf.file} ({pf.ecosystem.value}: {len(pf.rules)} entries, environments {', '.join(pf.environments)})"
-               for pf in policy.files.values()]
+    summary = [
+        f"{pf.file} ({pf.ecosystem.value}: {len(pf.rules)} entries, environments {', '.join(pf.environments)})"
+        for pf in policy.files.values()
+    ]
     if policy.gate is not None:
         summary.append(f"{policy.gate.file} (gate thresholds for {', '.join(policy.gate.environments)})")
-    print(f"ok: {len(files)} file{'s' * (len(files) != 1)} valid" + (f", {len(policy.warnings)} warning(s)" if policy.warnings else ""))
+    print(
+        f"ok: {len(files)} file{'s' * (len(files) != 1)} valid"
+        + (f", {len(policy.warnings)} warning(s)" if policy.warnings else "")
+    )
     for line in summary:
         print(f"  {line}")
     if args.closure:
@@ -145,7 +172,10 @@ def run_explain(args: argparse.Namespace) -> int:
         allowlist = load_allowlist([args.allowlists])
         decision = allowlist.decide(ecosystem, args.env, question.name, question.version, question.build)
     except InvalidAllowlist as exc:
-        print(f"airlock: cannot decide, the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}", file=sys.stderr)
+        print(
+            f"airlock: cannot decide, the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except UnknownEnvironment as exc:
         print(f"airlock: {exc}", file=sys.stderr)
@@ -157,9 +187,14 @@ def run_explain(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.json:
         answer = {
-            "ecosystem": ecosystem.value, "environment": args.env, "package": question.name,
-            "version": question.version, "build": question.build,
-            "allowed": decision.allowed, "reason": decision.reason, "rule": decision.rule,
+            "ecosystem": ecosystem.value,
+            "environment": args.env,
+            "package": question.name,
+            "version": question.version,
+            "build": question.build,
+            "allowed": decision.allowed,
+            "reason": decision.reason,
+            "rule": decision.rule,
         }
         if advisories is not None:
             answer["advisories"] = advisories
@@ -187,15 +222,26 @@ def known_vulnerabilities(question: Question, folder: str | None) -> list[dict[s
         raise ValueError(f"{folder}: no such folder of OSV advisories")
     index = read_advisory_folder(Path(folder))
     name = canonicalize_name(question.name)
-    return [{"id": v.id, "aliases": list(v.aliases), "severity": v.severity, "title": v.title,
-             "fixed": v.affected[name].fixed_versions} for v in index.affecting(name, question.version)]
+    return [
+        {
+            "id": v.id,
+            "aliases": list(v.aliases),
+            "severity": v.severity,
+            "title": v.title,
+            "fixed": v.affected[name].fixed_versions,
+        }
+        for v in index.affecting(name, question.version)
+    ]
 
 
 def run_show(args: argparse.Namespace) -> int:
     try:
         allowlist = load_allowlist([args.allowlists])
     except InvalidAllowlist as exc:
-        print(f"airlock: the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}", file=sys.stderr)
+        print(
+            f"airlock: the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     ecosystems = [Ecosystem(args.ecosystem)] if args.ecosystem else list(allowlist.policy.files)
     records = []
@@ -206,21 +252,36 @@ def run_show(args: argparse.Namespace) -> int:
             print(f"airlock: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         for rule, state in rules:
-            records.append({
-                "ecosystem": ecosystem.value, "name": rule.name, "allows": rule.matcher.description,
-                "state": state, "channel": rule.channel, "owner": rule.owner, "reason": rule.reason,
-                "expires": rule.expiry_text if rule.expires_at else None, "rule": str(rule.origin),
-            })
+            records.append(
+                {
+                    "ecosystem": ecosystem.value,
+                    "name": rule.name,
+                    "allows": rule.matcher.description,
+                    "state": state,
+                    "channel": rule.channel,
+                    "owner": rule.owner,
+                    "reason": rule.reason,
+                    "expires": rule.expiry_text if rule.expires_at else None,
+                    "rule": str(rule.origin),
+                }
+            )
     if args.json:
         print(json.dumps(records, indent=2))
         return EXIT_OK
     headers = ["ECOSYSTEM", "NAME", "ALLOWS", "STATE", "OWNER", "EXPIRES", "RULE"]
-    rows = [[r["ecosystem"], r["name"], r["allows"], r["state"], r["owner"] or "-", r["expires"] or "-", r["rule"]]
-            for r in records]
+    rows = [
+        [r["ecosystem"], r["name"], r["allows"], r["state"], r["owner"] or "-", r["expires"] or "-", r["rule"]]
+        for r in records
+    ]
     print(render_table(headers, rows))
     print(f"\n{len(records)} rules in force for {args.env}")
     return EXIT_OK
 
 
 def _diagnostic_json(diagnostic) -> dict[str, object]:
-    return {"file": diagnostic.file, "line": diagnostic.line, "severity": diagnostic.severity, "message": diagnostic.message}
+    return {
+        "file": diagnostic.file,
+        "line": diagnostic.line,
+        "severity": diagnostic.severity,
+        "message": diagnostic.message,
+    }

@@ -13,23 +13,31 @@ import json
 import sys
 from pathlib import Path
 
-from mirror.allowlist_files import load_allowlist, read_policy_sources, utc_now
-from mirror.cli.tables import render_table
+from mirror.allowlist_files import load_allowlist, read_policy_sources
+from mirror.clock import utc_now
 from mirror.closure.interface import ClosureError, ClosureReport, requirement_specifier
 from mirror.closure.writer import EditError, NewEntry, appended, diff, write_whole
 from mirror.policy import Ecosystem, InvalidAllowlist, load_policy_files
+from mirror.terminal import render_table
 
 EXIT_OK, EXIT_NOT_CLOSED, EXIT_UNDECIDED = 0, 1, 2
 
 
 def register(sub: argparse._SubParsersAction, default_folder: str) -> None:
-    closure = sub.add_parser("closure", help="does every allowed entry install through the environment's index? (--write adds what is missing)")
+    closure = sub.add_parser(
+        "closure",
+        help="does every allowed entry install through the environment's index? (--write adds what is missing)",
+    )
     closure.add_argument("--env", required=True, help="environment, e.g. prod")
     closure.add_argument("--ecosystem", choices=["pypi", "conda"], default="pypi")
     closure.add_argument("--allowlists", default=default_folder, metavar="DIR")
     closure.add_argument("--json", action="store_true", help="print the report as JSON")
-    closure.add_argument("--write", action="store_true", help="add the missing entries to the allowlist file (shown as a diff)")
-    closure.add_argument("--config", metavar="FILE", help="airlock.toml (the upstream index and data folder come from it)")
+    closure.add_argument(
+        "--write", action="store_true", help="add the missing entries to the allowlist file (shown as a diff)"
+    )
+    closure.add_argument(
+        "--config", metavar="FILE", help="airlock.toml (the upstream index and data folder come from it)"
+    )
     closure.set_defaults(handler=run_closure)
 
     from mirror.cli import lockfile_import
@@ -49,7 +57,9 @@ def closure_report(allowlist, env: str, ecosystem: str, config: str | None) -> C
     if policy_file is None:
         raise ClosureError(f"no {ecosystem} allowlist file: nothing to check")
     if env not in policy_file.environments:
-        raise ClosureError(f"unknown environment {env!r} for {ecosystem} (known: {', '.join(policy_file.environments)})")
+        raise ClosureError(
+            f"unknown environment {env!r} for {ecosystem} (known: {', '.join(policy_file.environments)})"
+        )
     cache = settings.data_dir / "closure" / ecosystem
     if ecosystem == "conda":
         from mirror.closure.conda import conda_closure
@@ -58,9 +68,19 @@ def closure_report(allowlist, env: str, ecosystem: str, config: str | None) -> C
     from mirror.closure.pypi import pypi_closure
 
     targets = policy_file.targets_of(env).each()
-    print(f"airlock: resolving the {env} entries of {policy_file.file} with uv for {', '.join(map(str, targets))} …", file=sys.stderr)
-    return pypi_closure(allowlist, env, targets, settings.pypi_upstream, cache,
-                        page_ttl=settings.devpi_cache_expiry, timeout=settings.upstream_timeout)
+    print(
+        f"airlock: resolving the {env} entries of {policy_file.file} with uv for {', '.join(map(str, targets))} …",
+        file=sys.stderr,
+    )
+    return pypi_closure(
+        allowlist,
+        env,
+        targets,
+        settings.pypi_upstream,
+        cache,
+        page_ttl=settings.devpi_cache_expiry,
+        timeout=settings.upstream_timeout,
+    )
 
 
 def run_closure(args: argparse.Namespace) -> int:
@@ -68,7 +88,10 @@ def run_closure(args: argparse.Namespace) -> int:
         allowlist = load_allowlist([args.allowlists])
         report = closure_report(allowlist, args.env, args.ecosystem, args.config)
     except InvalidAllowlist as exc:
-        print(f"airlock: cannot decide, the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}", file=sys.stderr)
+        print(
+            f"airlock: cannot decide, the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}",
+            file=sys.stderr,
+        )
         return EXIT_UNDECIDED
     except ClosureError as exc:
         print(f"airlock: could not decide the closure: {exc}", file=sys.stderr)
@@ -106,16 +129,25 @@ def check_closures(policy, paths: list[str], config: str | None) -> int:
 
 def print_report(report: ClosureReport) -> None:
     verdict = "closed" if report.closed else "NOT closed"
-    print(f"{report.ecosystem} {report.environment}: {report.entries} entries, {verdict} for {', '.join(report.targets)} "
-          f"({report.seconds:.1f} s)")
+    print(
+        f"{report.ecosystem} {report.environment}: {report.entries} entries, {verdict} for {', '.join(report.targets)} "
+        f"({report.seconds:.1f} s)"
+    )
     if report.missing:
-        rows = [[m.package, m.requirement, " → ".join(m.required_by) or "-", ", ".join(m.targets), m.fix] for m in report.missing]
+        rows = [
+            [m.package, m.requirement, " → ".join(m.required_by) or "-", ", ".join(m.targets), m.fix]
+            for m in report.missing
+        ]
         print(render_table(["MISSING", "REQUIREMENT", "REQUIRED BY", "TARGETS", "ENTRY THAT WOULD FIX IT"], rows))
     for entry in report.unsatisfiable:
-        print(f"{entry.entry} cannot be installed from the {report.environment} index on {', '.join(entry.targets)}: {entry.explanation}")
+        print(
+            f"{entry.entry} cannot be installed from the {report.environment} index on {', '.join(entry.targets)}: {entry.explanation}"
+        )
     if report.missing:
-        print(f"\n{len(report.missing)} package(s) missing: add them with `airlock allowlist closure --env {report.environment} "
-              f"--ecosystem {report.ecosystem} --write`, or request exceptions")
+        print(
+            f"\n{len(report.missing)} package(s) missing: add them with `airlock allowlist closure --env {report.environment} "
+            f"--ecosystem {report.ecosystem} --write`, or request exceptions"
+        )
 
 
 _WRITE_ROUNDS = 8
@@ -147,7 +179,9 @@ def write_missing(allowlist, report: ClosureReport, args: argparse.Namespace) ->
         return EXIT_UNDECIDED
     print(diff(path, before, text), end="")
     write_whole(path, text)
-    print(f"added {added} entr{'y' if added == 1 else 'ies'} to {path}; check them in review (`airlock allowlist check --closure` in CI)")
+    print(
+        f"added {added} entr{'y' if added == 1 else 'ies'} to {path}; check them in review (`airlock allowlist check --closure` in CI)"
+    )
     if not report.closed:
         print_report(report)
         return EXIT_NOT_CLOSED
@@ -156,15 +190,20 @@ def write_missing(allowlist, report: ClosureReport, args: argparse.Namespace) ->
 
 def new_entry(missing, report: ClosureReport) -> NewEntry:
     """The allowlist entry `--write` adds for a missing package."""
-    fields: dict[str, object] = {"name": missing.package} if report.ecosystem == "pypi" else {"spec": missing.requirement}
+    fields: dict[str, object] = (
+        {"name": missing.package} if report.ecosystem == "pypi" else {"spec": missing.requirement}
+    )
     versions = requirement_specifier(missing.requirement) if report.ecosystem == "pypi" else ""
     if versions:
         fields["versions"] = versions
     if report.ecosystem == "pypi" and missing.prerelease:
         fields["prereleases"] = True  # what needs it pins a pre-release
     root = missing.required_by[0].split()[0] if missing.required_by else None
-    fields.update(environments=[report.environment], reason=f"dependency of {root}" if root else "dependency",
-                  owner=missing.owner or "?")
+    fields.update(
+        environments=[report.environment],
+        reason=f"dependency of {root}" if root else "dependency",
+        owner=missing.owner or "?",
+    )
     return NewEntry(fields)
 
 
@@ -173,5 +212,7 @@ def allowlist_with(folder: str, path: Path, text: str):
     from mirror.policy import build_allowlist
 
     now = utc_now()
-    sources = [(name, text if Path(name).resolve() == path.resolve() else body) for name, body in read_policy_sources([folder])]
+    sources = [
+        (name, text if Path(name).resolve() == path.resolve() else body) for name, body in read_policy_sources([folder])
+    ]
     return build_allowlist(load_policy_files(sources, now), (), now)

@@ -7,13 +7,13 @@ import functools
 import getpass
 import json
 import sys
+from collections.abc import Callable
 
 from mirror.audit.log import export_lines, verify_session
 from mirror.auth.tokens import TokenError, create_token, list_tokens, parse_duration, revoke_token
-from mirror.cli.tables import render_table
 from mirror.settings import ConfigurationError, load_settings
 from mirror.store.db import Database, DatabaseUnavailable
-from typing import Callable
+from mirror.terminal import render_table
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,9 +35,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_actions.add_parser("verify", help="check the hash chain (exit 1 if tampered)")
-    verify.add_argument("--anchor", action="append", type=_anchor, default=[], metavar="SEQ:HASH",
-                        help="a record's hash kept outside Airlock (printed by an earlier verify, or a webhook's `audit`): "
-                             "that record must still be in the log, unchanged (repeatable)")
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        type=_anchor,
+        default=[],
+        metavar="SEQ:HASH",
+        help="a record's hash kept outside Airlock (printed by an earlier verify, or a webhook's `audit`): "
+        "that record must still be in the log, unchanged (repeatable)",
+    )
     verify.set_defaults(handler=run_audit_verify)
     export = audit_actions.add_parser("export", help="print every record")
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
@@ -85,12 +91,17 @@ def _database(args: argparse.Namespace) -> Database | None:
 def run_token_create(args: argparse.Namespace, database: Database) -> int:
     try:
         with database.transaction() as session:
-            token, row = create_token(session, args.user, args.role, args.projects, parse_duration(args.expires_in), actor=_cli_actor())
+            token, row = create_token(
+                session, args.user, args.role, args.projects, parse_duration(args.expires_in), actor=_cli_actor()
+            )
     except TokenError as exc:
         print(f"airlock: {exc}", file=sys.stderr)
         return 2
     print(token)
-    print(f"token {row.id} for {row.user} ({row.role}) expires {row.expires_at:%Y-%m-%d %H:%M} UTC; it is shown only now", file=sys.stderr)
+    print(
+        f"token {row.id} for {row.user} ({row.role}) expires {row.expires_at:%Y-%m-%d %H:%M} UTC; it is shown only now",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -98,15 +109,37 @@ def run_token_create(args: argparse.Namespace, database: Database) -> int:
 def run_token_list(args: argparse.Namespace, database: Database) -> int:
     with database.reading() as session:
         rows = list_tokens(session)
-    records = [{"id": r.id, "user": r.user, "role": r.role, "projects": r.projects, "created_at": r.created_at.isoformat(),
-                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
-                "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None} for r in rows]
+    records = [
+        {
+            "id": r.id,
+            "user": r.user,
+            "role": r.role,
+            "projects": r.projects,
+            "created_at": r.created_at.isoformat(),
+            "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+            "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+        }
+        for r in rows
+    ]
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    print(render_table(["ID", "USER", "ROLE", "PROJECTS", "EXPIRES", "REVOKED"],
-                       [[r["id"], r["user"], r["role"], ",".join(r["projects"]) or "-", (r["expires_at"] or "never")[:16],
-                         (r["revoked_at"] or "-")[:16]] for r in records]))
+    print(
+        render_table(
+            ["ID", "USER", "ROLE", "PROJECTS", "EXPIRES", "REVOKED"],
+            [
+                [
+                    r["id"],
+                    r["user"],
+                    r["role"],
+                    ",".join(r["projects"]) or "-",
+                    (r["expires_at"] or "never")[:16],
+                    (r["revoked_at"] or "-")[:16],
+                ]
+                for r in records
+            ],
+        )
+    )
     return 0
 
 
@@ -124,8 +157,10 @@ def run_token_revoke(args: argparse.Namespace, database: Database) -> int:
 def _anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     if not (seq.isdigit() and int(seq) >= 1 and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (a record number, a colon and the 64 hex digits "
-                                         "`airlock audit verify` prints as the anchor)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SEQ:HASH (a record number, a colon and the 64 hex digits "
+            "`airlock audit verify` prints as the anchor)"
+        )
     return int(seq), digest
 
 
@@ -138,8 +173,10 @@ def run_audit_verify(args: argparse.Namespace, database: Database) -> int:
         print(f"audit log intact: {result.records} records, hash chain verified{matched}")
         if result.head and result.head[0]:
             anchor = f"{result.head[0]}:{result.head[1]}"
-            print(f"anchor: {anchor} (keep it outside Airlock; `airlock audit verify --anchor {anchor}` later proves "
-                  "that nothing up to this record was rewritten or removed)")
+            print(
+                f"anchor: {anchor} (keep it outside Airlock; `airlock audit verify --anchor {anchor}` later proves "
+                "that nothing up to this record was rewritten or removed)"
+            )
         return 0
     print(f"audit log TAMPERED at record {result.first_bad}: {result.problem}")
     return 1

@@ -26,13 +26,23 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_UNDECIDED = 0, 1, 2
 
 def register(sub: argparse._SubParsersAction, default_folder: str) -> None:
     add = sub.add_parser("add", help="add entries for what a requirements/lock/environment file uses, with its closure")
-    add.add_argument("--from", dest="source", required=True, type=Path, metavar="FILE",
-                     help="requirements.txt, pylock.toml, uv.lock, environment.yml or an explicit conda lock")
+    add.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="requirements.txt, pylock.toml, uv.lock, environment.yml or an explicit conda lock",
+    )
     add.add_argument("--env", required=True)
     add.add_argument("--owner", required=True)
     add.add_argument("--reason", required=True)
-    add.add_argument("--range", choices=["exact", "compatible"], default="exact",
-                     help="exact: ==VERSION (default); compatible: >=VERSION within the same major")
+    add.add_argument(
+        "--range",
+        choices=["exact", "compatible"],
+        default="exact",
+        help="exact: ==VERSION (default); compatible: >=VERSION within the same major",
+    )
     add.add_argument("--dry-run", action="store_true", help="print the diff only")
     add.add_argument("--allowlists", default=default_folder, metavar="DIR")
     add.add_argument("--config", metavar="FILE")
@@ -47,7 +57,10 @@ def run_add(args: argparse.Namespace) -> int:
         allowlist = load_allowlist([args.allowlists])
         pypi = _pypi_closure(imported, args) if imported.pypi else []
     except InvalidAllowlist as exc:
-        print(f"airlock: the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}", file=sys.stderr)
+        print(
+            f"airlock: the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}",
+            file=sys.stderr,
+        )
         return EXIT_UNDECIDED
     except ClosureError as exc:
         if exc.details and all(d.startswith(str(args.source)) for d in exc.details):
@@ -62,7 +75,11 @@ def run_add(args: argparse.Namespace) -> int:
                 entries = _entries(allowlist, ecosystem, wanted, args, kept)
                 policy_file = allowlist.policy.files.get(ecosystem)
                 if policy_file is None:
-                    return _bad_input([f"{args.source}: it lists {ecosystem.value} packages but {args.allowlists} has no {ecosystem.value}.yaml"])
+                    return _bad_input(
+                        [
+                            f"{args.source}: it lists {ecosystem.value} packages but {args.allowlists} has no {ecosystem.value}.yaml"
+                        ]
+                    )
                 if entries:
                     edits[Path(policy_file.file)] = (Path(policy_file.file).read_text(), entries)
     except UnknownEnvironment as exc:
@@ -83,12 +100,16 @@ def run_add(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     added = sum(len(entries) for _, entries in edits.values())
     if args.dry_run or not added:
-        print(f"{'would add' if args.dry_run else 'added'} {added} entr{'y' if added == 1 else 'ies'}"
-              f"{' (dry run: nothing written)' if args.dry_run else ''}")
+        print(
+            f"{'would add' if args.dry_run else 'added'} {added} entr{'y' if added == 1 else 'ies'}"
+            f"{' (dry run: nothing written)' if args.dry_run else ''}"
+        )
         return EXIT_OK
     for path, text in texts.items():
         write_whole(path, text)
-    print(f"added {added} entr{'y' if added == 1 else 'ies'} for {args.env}; check closure: airlock allowlist closure --env {args.env}")
+    print(
+        f"added {added} entr{'y' if added == 1 else 'ies'} for {args.env}; check closure: airlock allowlist closure --env {args.env}"
+    )
     return EXIT_OK
 
 
@@ -111,9 +132,16 @@ def _pypi_closure(imported: Imported, args: argparse.Namespace) -> list[PypiWant
     policy_file = allowlist.policy.files.get(Ecosystem.PYPI)
     targets = policy_file.targets_of(args.env).each() if policy_file else []
     cache = settings.data_dir / "closure" / "pypi"
-    with ResolverIndex(settings.pypi_upstream, cache, lambda name: False, lambda name, version: True,
-                       page_ttl=settings.devpi_cache_expiry, timeout=settings.upstream_timeout) as index:
+    with ResolverIndex(
+        settings.pypi_upstream,
+        cache,
+        lambda name: False,
+        lambda name, version: True,
+        page_ttl=settings.devpi_cache_expiry,
+        timeout=settings.upstream_timeout,
+    ) as index:
         if imported.locked:
+
             def exists(wanted: PypiWanted) -> str | None:
                 page = index._upstream_page(wanted.name)
                 versions = {str(p[1]) for p in map(_parsed, page.files) if p} if page else set()
@@ -138,7 +166,10 @@ def _pypi_closure(imported: Imported, args: argparse.Namespace) -> list[PypiWant
                 if index.failures:
                     raise ClosureError(index.failures[0], index.failures)
                 if error is not None:
-                    raise ClosureError(f"{args.source}: {error}", [f"{args.source}: no version on the upstream index satisfies it: {error}"])
+                    raise ClosureError(
+                        f"{args.source}: {error}",
+                        [f"{args.source}: no version on the upstream index satisfies it: {error}"],
+                    )
                 for name, version in pins.items():
                     pinned.setdefault(name, PypiWanted(name, version, origin=f"{args.source} (resolved for {target})"))
         return list(pinned.values())
@@ -159,15 +190,19 @@ def _parsed(filename: str):
     return parse_filename(filename)
 
 
-def _entries(allowlist, ecosystem: Ecosystem, wanted: list, args: argparse.Namespace, kept: list[str]) -> list[NewEntry]:
+def _entries(
+    allowlist, ecosystem: Ecosystem, wanted: list, args: argparse.Namespace, kept: list[str]
+) -> list[NewEntry]:
     entries: list[NewEntry] = []
     seen: set[str] = set()
     for item in wanted:
         if isinstance(item, PypiWanted):
             decision = allowlist.decide(Ecosystem.PYPI, args.env, item.name, item.version or "0")
             key = item.name
-            fields: dict[str, object] = {"name": item.name, "versions": compatible_range(item.version) if args.range == "compatible"
-                                         else f"=={item.version}"}
+            fields: dict[str, object] = {
+                "name": item.name,
+                "versions": compatible_range(item.version) if args.range == "compatible" else f"=={item.version}",
+            }
         else:
             assert isinstance(item, CondaWanted)
             decision = allowlist.decide(Ecosystem.CONDA, args.env, item.name, item.version or "0", item.build)

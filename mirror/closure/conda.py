@@ -35,12 +35,18 @@ def conda_closure(allowlist: Allowlist, env: str, timeout: float) -> ClosureRepo
     found: dict[tuple[str, str], dict] = {}
     for gap in closure_gaps(allowlist, [env], channels, selection, upstream):
         name = gap.dependency.split()[0].split("[")[0]
-        entry = found.setdefault((name, gap.dependency), {"required_by": f"{gap.package} {gap.version}", "targets": [],
-                                                          "owner": owners.get(gap.package)})
+        entry = found.setdefault(
+            (name, gap.dependency),
+            {"required_by": f"{gap.package} {gap.version}", "targets": [], "owner": owners.get(gap.package)},
+        )
         if gap.subdir not in entry["targets"]:
             entry["targets"].append(gap.subdir)
-    missing = tuple(Missing(name, dependency, (entry["required_by"],), tuple(entry["targets"]), owner=entry["owner"], ecosystem="conda")
-                    for (name, dependency), entry in sorted(found.items()))
+    missing = tuple(
+        Missing(
+            name, dependency, (entry["required_by"],), tuple(entry["targets"]), owner=entry["owner"], ecosystem="conda"
+        )
+        for (name, dependency), entry in sorted(found.items())
+    )
     targets = tuple(sorted({subdir for channel in channels.values() for subdir in channel.subdirs}))
     entries = len({rule.name for rule, state in allowlist.rules(Ecosystem.CONDA, env) if state == "allow"})
     return ClosureReport(env, "conda", missing, (), targets, entries, time.monotonic() - started)

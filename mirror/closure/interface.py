@@ -90,13 +90,26 @@ class ClosureReport:
 
     def as_dict(self) -> dict:
         return {
-            "environment": self.environment, "ecosystem": self.ecosystem, "closed": self.closed,
-            "targets": list(self.targets), "entries": self.entries,
-            "missing": [{"package": m.package, "requirement": m.requirement, "required_by": list(m.required_by),
-                         "targets": list(m.targets), "version": m.version, "fix": m.fix,
-                         **({"denied": m.denied} if m.denied else {})} for m in self.missing],
-            "unsatisfiable": [{"entry": u.entry, "targets": list(u.targets), "explanation": u.explanation}
-                              for u in self.unsatisfiable],
+            "environment": self.environment,
+            "ecosystem": self.ecosystem,
+            "closed": self.closed,
+            "targets": list(self.targets),
+            "entries": self.entries,
+            "missing": [
+                {
+                    "package": m.package,
+                    "requirement": m.requirement,
+                    "required_by": list(m.required_by),
+                    "targets": list(m.targets),
+                    "version": m.version,
+                    "fix": m.fix,
+                    **({"denied": m.denied} if m.denied else {}),
+                }
+                for m in self.missing
+            ],
+            "unsatisfiable": [
+                {"entry": u.entry, "targets": list(u.targets), "explanation": u.explanation} for u in self.unsatisfiable
+            ],
         }
 
 

@@ -99,13 +99,18 @@ def _requirements_txt(path: Path, text: str, seen: set[Path] | None = None) -> I
             included = path.parent / line.split(None, 1)[1].strip()
             if included.resolve() in seen:
                 continue
-            nested = _requirements_txt(included, included.read_text(), seen) if included.is_file() else \
-                Imported(problems=[f"{origin}: {included} does not exist"])
+            nested = (
+                _requirements_txt(included, included.read_text(), seen)
+                if included.is_file()
+                else Imported(problems=[f"{origin}: {included} does not exist"])
+            )
             found.pypi += nested.pypi
             found.problems += nested.problems
             continue
         if line.startswith(("-e ", "--editable")):
-            found.problems.append(f"{origin}: '{line}' is an editable path: an allowlist names index packages; install it from its source")
+            found.problems.append(
+                f"{origin}: '{line}' is an editable path: an allowlist names index packages; install it from its source"
+            )
             continue
         if line.startswith("-"):
             continue  # --hash on its own line, --index-url, --find-links and other options say nothing about packages
@@ -116,8 +121,10 @@ def _requirements_txt(path: Path, text: str, seen: set[Path] | None = None) -> I
             found.problems.append(f"{origin}: not a requirement ({exc})")
             continue
         if requirement.url:
-            found.problems.append(f"{origin}: '{requirement.name} @ {requirement.url}' comes from a URL, not an index: "
-                                  "an allowlist cannot name it; publish it to an index or install it from its source")
+            found.problems.append(
+                f"{origin}: '{requirement.name} @ {requirement.url}' comes from a URL, not an index: "
+                "an allowlist cannot name it; publish it to an index or install it from its source"
+            )
             continue
         pinned = [s for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
         name = str(canonicalize_name(requirement.name))
@@ -139,7 +146,12 @@ def _pylock(path: Path, text: str) -> Imported:
         return found
     for package in data.get("packages", []):
         name = str(canonicalize_name(str(package.get("name", ""))))
-        if "vcs" in package or "directory" in package or "archive" in package and "url" not in package.get("archive", {}):
+        if (
+            "vcs" in package
+            or "directory" in package
+            or "archive" in package
+            and "url" not in package.get("archive", {})
+        ):
             found.problems.append(f"{path}: {name} comes from a VCS, a directory or an archive, not an index")
             continue
         version = package.get("version")
@@ -193,10 +205,20 @@ def _environment_yml(path: Path, text: str) -> Imported:
             found.problems.append(f"{path}:{number}: {spec!r} is not a conda spec NAME[=VERSION[=BUILD]]")
             continue
         name, version, build = match.groups()
-        exact = version.lstrip("=") if version and version.startswith("=") and not version.startswith("==") else \
-            (version[2:] if version and version.startswith("==") else None)
-        found.conda.append(CondaWanted(name.lower(), exact.rstrip("*").rstrip(".") if exact else None, build,
-                                       channel or (channels[0] if len(channels) == 1 else None), f"{path}:{number}"))
+        exact = (
+            version.lstrip("=")
+            if version and version.startswith("=") and not version.startswith("==")
+            else (version[2:] if version and version.startswith("==") else None)
+        )
+        found.conda.append(
+            CondaWanted(
+                name.lower(),
+                exact.rstrip("*").rstrip(".") if exact else None,
+                build,
+                channel or (channels[0] if len(channels) == 1 else None),
+                f"{path}:{number}",
+            )
+        )
     return found
 
 

@@ -48,8 +48,16 @@ def roots(allowlist: Allowlist, env: str) -> dict[str, str]:
     return owners
 
 
-def pypi_closure(allowlist: Allowlist, env: str, targets: list[Target], upstream: str, cache: Path,
-                 requirements: dict[str, str] | None = None, page_ttl: float = 1800.0, timeout: float = 60.0) -> ClosureReport:
+def pypi_closure(
+    allowlist: Allowlist,
+    env: str,
+    targets: list[Target],
+    upstream: str,
+    cache: Path,
+    requirements: dict[str, str] | None = None,
+    page_ttl: float = 1800.0,
+    timeout: float = 60.0,
+) -> ClosureReport:
     """Resolve `requirements` (name -> owner; default: every entry allowed in `env`) per target."""
     started = time.monotonic()
     wanted = requirements if requirements is not None else roots(allowlist, env)
@@ -66,7 +74,11 @@ def pypi_closure(allowlist: Allowlist, env: str, targets: list[Target], upstream
     unsatisfiable: dict[str, dict] = {}
     with ResolverIndex(upstream, cache, listed, allows, page_ttl=page_ttl, timeout=timeout) as index:
         with ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL, len(targets))) as pool:
-            answers = list(pool.map(lambda target: (target, _resolve_target(index, sorted(wanted), target, cache, timeout)), targets))
+            answers = list(
+                pool.map(
+                    lambda target: (target, _resolve_target(index, sorted(wanted), target, cache, timeout)), targets
+                )
+            )
         if index.failures:
             raise ClosureError(f"could not decide for {env}: {index.failures[0]}", list(index.failures))
         for target, (resolutions, failures) in answers:
@@ -80,8 +92,16 @@ def pypi_closure(allowlist: Allowlist, env: str, targets: list[Target], upstream
                     chain = _chain(name, via, set(wanted))
                     parent = chain[-1] if chain else None
                     requirement = index.requirement_of(parent, pins[parent], name, target) if parent else None
-                    found = missing.setdefault(name, {"targets": [], "version": version, "chain": chain, "pins": pins,
-                                                      "requirement": requirement or name})
+                    found = missing.setdefault(
+                        name,
+                        {
+                            "targets": [],
+                            "version": version,
+                            "chain": chain,
+                            "pins": pins,
+                            "requirement": requirement or name,
+                        },
+                    )
                     if str(target) not in found["targets"]:
                         found["targets"].append(str(target))
     report_missing = []
@@ -89,24 +109,65 @@ def pypi_closure(allowlist: Allowlist, env: str, targets: list[Target], upstream
         chain = tuple(f"{link} {found['pins'][link]}" for link in found["chain"])
         denial = allowlist.decide(Ecosystem.PYPI, env, name, found["version"])
         denied = denial.reason if denial.rule is not None and not denial.allowed else None
-        report_missing.append(Missing(name, found["requirement"], chain, tuple(found["targets"]), found["version"],
-                                      wanted.get(found["chain"][0]) if found["chain"] else None, denied))
-    return ClosureReport(env, "pypi", tuple(report_missing),
-                         tuple(Unsatisfiable(entry, tuple(f["targets"]), f["explanation"]) for entry, f in sorted(unsatisfiable.items())),
-                         tuple(map(str, targets)), len(wanted), time.monotonic() - started)
+        report_missing.append(
+            Missing(
+                name,
+                found["requirement"],
+                chain,
+                tuple(found["targets"]),
+                found["version"],
+                wanted.get(found["chain"][0]) if found["chain"] else None,
+                denied,
+            )
+        )
+    return ClosureReport(
+        env,
+        "pypi",
+        tuple(report_missing),
+        tuple(
+            Unsatisfiable(entry, tuple(f["targets"]), f["explanation"]) for entry, f in sorted(unsatisfiable.items())
+        ),
+        tuple(map(str, targets)),
+        len(wanted),
+        time.monotonic() - started,
+    )
 
 
-def _resolve(index: ResolverIndex, requirements: list[str], target: Target, cache: Path,
-             timeout: float) -> tuple[dict[str, str], dict[str, list[str]], str | None]:
+def _resolve(
+    index: ResolverIndex, requirements: list[str], target: Target, cache: Path, timeout: float
+) -> tuple[dict[str, str], dict[str, list[str]], str | None]:
     """uv's pins and `# via` parents for `requirements` on `target`; or its error text."""
-    command = [uv_binary(), "pip", "compile", "-", "--index-url", index.url, "--python-version", target.python,
-               "--python-platform", target.uv_platform, "--no-header", "--annotation-style", "split", "--quiet",
-               "--cache-dir", str(cache / "uv"), "--index-strategy", "first-index"]
+    command = [
+        uv_binary(),
+        "pip",
+        "compile",
+        "-",
+        "--index-url",
+        index.url,
+        "--python-version",
+        target.python,
+        "--python-platform",
+        target.uv_platform,
+        "--no-header",
+        "--annotation-style",
+        "split",
+        "--quiet",
+        "--cache-dir",
+        str(cache / "uv"),
+        "--index-strategy",
+        "first-index",
+    ]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("UV_", "PIP_"))}
     env.update(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
     try:
-        result = subprocess.run(command, input="\n".join(requirements), capture_output=True, text=True, env=env,
-                                timeout=max(timeout * 10, 600))
+        result = subprocess.run(
+            command,
+            input="\n".join(requirements),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=max(timeout * 10, 600),
+        )
     except subprocess.TimeoutExpired:
         raise ClosureError(f"uv did not finish resolving for {target} within {max(timeout * 10, 600):.0f} s") from None
     if result.returncode != 0:
@@ -147,8 +208,9 @@ def _uv_error(stderr: str) -> str:
     return " ".join(lines)[:1500] or "uv could not resolve (no message)"
 
 
-def _resolve_target(index: ResolverIndex, requirements: list[str], target: Target, cache: Path,
-                    timeout: float) -> tuple[list[tuple[dict, dict]], list[tuple[str, str]]]:
+def _resolve_target(
+    index: ResolverIndex, requirements: list[str], target: Target, cache: Path, timeout: float
+) -> tuple[list[tuple[dict, dict]], list[tuple[str, str]]]:
     """Every entry together; when they cannot be installed together, each alone — entries that only
     conflict with each other are not a closure problem, one that cannot be installed at all is."""
     pins, via, error = _resolve(index, requirements, target, cache, timeout)
@@ -159,7 +221,8 @@ def _resolve_target(index: ResolverIndex, requirements: list[str], target: Targe
     resolutions, failures = [], []
     with ThreadPoolExecutor(max_workers=_MAX_PARALLEL) as pool:
         for name, (alone_pins, alone_via, alone) in zip(
-                requirements, pool.map(lambda r: _resolve(index, [r], target, cache, timeout), requirements)):
+            requirements, pool.map(lambda r: _resolve(index, [r], target, cache, timeout), requirements), strict=True
+        ):
             if alone is None:
                 resolutions.append((alone_pins, alone_via))
             else:

@@ -7,20 +7,30 @@ dependencies in the channels' repodata). Each environment the request names is c
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mirror.closure.interface import ClosureError, Missing
 from mirror.policy import Allowlist, Ecosystem, ExceptionGrant, build_allowlist
 
 
-def request_closure(allowlist: Allowlist, ecosystem: str, package: str, versions: str | None, environments: list[str],
-                    upstream: str, cache: Path, timeout: float, requester: str) -> list[Missing]:
+def request_closure(
+    allowlist: Allowlist,
+    ecosystem: str,
+    package: str,
+    versions: str | None,
+    environments: list[str],
+    upstream: str,
+    cache: Path,
+    timeout: float,
+    requester: str,
+) -> list[Missing]:
     """Missing packages if the request were approved (union over its environments). Raises
     ClosureError when it cannot be decided, ValueError for a request no grant could express."""
-    now = datetime.now(timezone.utc)
-    grant = ExceptionGrant("request", Ecosystem(ecosystem), package, versions, frozenset(environments), now + timedelta(days=1),
-                           requester)
+    now = datetime.now(UTC)
+    grant = ExceptionGrant(
+        "request", Ecosystem(ecosystem), package, versions, frozenset(environments), now + timedelta(days=1), requester
+    )
     with_grant = build_allowlist(allowlist.policy, [*allowlist.grants, grant], now)
     found: dict[str, Missing] = {}
     for env in environments:
@@ -29,8 +39,15 @@ def request_closure(allowlist: Allowlist, ecosystem: str, package: str, versions
             from mirror.policy.pypi import normalize
 
             targets = with_grant.policy.files[Ecosystem.PYPI].targets_of(env).each()
-            report = pypi_closure(with_grant, env, targets, upstream, cache / "pypi", requirements={normalize(package): requester},
-                                  timeout=timeout)
+            report = pypi_closure(
+                with_grant,
+                env,
+                targets,
+                upstream,
+                cache / "pypi",
+                requirements={normalize(package): requester},
+                timeout=timeout,
+            )
         elif ecosystem == "conda":
             from mirror.closure.conda import conda_closure
 

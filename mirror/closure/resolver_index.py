@@ -15,16 +15,16 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
+from mirror.policy.targets import Target
 from mirror.pypi.metadata import MetadataRefused, read_wheel_metadata
 from mirror.pypi.remote_wheel import RangeFile, RangesUnsupported
-from mirror.policy.targets import Target
 from mirror.pypi.simple import parse_filename
 from mirror.pypi.upstream_page import (
     ACCEPT,
@@ -63,14 +63,16 @@ class ResolverIndex:
     _metadata: dict[tuple[str, str], bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __enter__(self) -> "ResolverIndex":
-        self._client = httpx.Client(timeout=self.timeout, follow_redirects=True, limits=httpx.Limits(max_connections=16))
+    def __enter__(self) -> ResolverIndex:
+        self._client = httpx.Client(
+            timeout=self.timeout, follow_redirects=True, limits=httpx.Limits(max_connections=16)
+        )
         index = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - the base class's name
+            def do_GET(self) -> None:
                 status, content_type, body, headers = index.answer(self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -80,7 +82,7 @@ class ResolverIndex:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args) -> None:  # noqa: A002
+            def log_message(self, format: str, *args) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -121,7 +123,9 @@ class ResolverIndex:
             marker = requirement.marker
             if marker is None or marker.evaluate({**environment, "extra": ""}):
                 rank = 0
-            elif "extra" in str(marker) and any(marker.evaluate({**environment, "extra": e}) for e in _extras_in(str(marker))):
+            elif "extra" in str(marker) and any(
+                marker.evaluate({**environment, "extra": e}) for e in _extras_in(str(marker))
+            ):
                 rank = 1
             else:
                 rank = 2
@@ -157,8 +161,11 @@ class ResolverIndex:
                 continue
             with self._lock:
                 self._files[facts.sha256] = facts
-            entry = {"filename": facts.filename, "url": f"../../files/{facts.sha256}/{facts.filename}",
-                     "hashes": {"sha256": facts.sha256}}
+            entry = {
+                "filename": facts.filename,
+                "url": f"../../files/{facts.sha256}/{facts.filename}",
+                "hashes": {"sha256": facts.sha256},
+            }
             if facts.requires_python:
                 entry["requires-python"] = facts.requires_python
             if facts.yanked:
@@ -192,7 +199,9 @@ class ResolverIndex:
             return stored.read_bytes()
         if isinstance(facts.metadata, str) or facts.metadata is True:
             response = self._client.get(f"{facts.url}.metadata")
-            if response.status_code == 200 and (facts.metadata is True or hashlib.sha256(response.content).hexdigest() == facts.metadata):
+            if response.status_code == 200 and (
+                facts.metadata is True or hashlib.sha256(response.content).hexdigest() == facts.metadata
+            ):
                 body = response.content
             else:
                 body = self._read_wheel(facts)
@@ -238,4 +247,3 @@ class ResolverIndex:
         temporary.write_text(json.dumps(page_to_json(page)))
         temporary.replace(stored)
         return page
-

@@ -58,18 +58,25 @@ def appended(text: str, list_key: str, entries: list[NewEntry]) -> str:
         block = [f"{list_key}:"] + [line for entry in entries for line in render_entry(entry, 2)]
         return "\n".join(lines).rstrip("\n") + "\n" + "\n".join(block) + "\n"
     if not hasattr(sequence, "lc") or getattr(sequence.fa, "_flow_style", False) or not len(sequence):
-        raise EditError(f"'{list_key}:' is not a block list ({list_key}: [] or flow style): write it as '{list_key}:' "
-                        "followed by '- ' items, then run again")
+        raise EditError(
+            f"'{list_key}:' is not a block list ({list_key}: [] or flow style): write it as '{list_key}:' "
+            "followed by '- ' items, then run again"
+        )
     item_line, item_column = sequence.lc.item(0)
-    dash_indent = max(0, item_column - 2) if lines[item_line][item_column - 2:item_column] == "- " else _dash_indent(lines[item_line])
+    dash_indent = (
+        max(0, item_column - 2)
+        if lines[item_line][item_column - 2 : item_column] == "- "
+        else _dash_indent(lines[item_line])
+    )
     key_line = document.lc.key(list_key)[0]
     end = len(lines)
     for number in range(key_line + 1, len(lines)):
         if _TOP_LEVEL_KEY.match(lines[number]):
             end = number
             break
-    while end > key_line + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")
-                                  and _indent(lines[end - 1]) == 0):
+    while end > key_line + 1 and (
+        not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#") and _indent(lines[end - 1]) == 0
+    ):
         end -= 1  # blank lines and column-0 comments before the next key belong to it
     new = [line for entry in entries for line in render_entry(entry, dash_indent)]
     return "\n".join(lines[:end] + new + lines[end:]) + "\n"

@@ -21,8 +21,15 @@ import httpx
 from rattler import MatchSpec
 
 from mirror.conda.download import FetchError, VerifiedCache, Wanted, fetch_repodata
-from mirror.conda.indexer import (PACKAGE_KEYS, WARM_FROM_FILES, IndexWarmer, index_subdirs, index_threads, indexed_files,
-                                  staging_folder)
+from mirror.conda.indexer import (
+    PACKAGE_KEYS,
+    WARM_FROM_FILES,
+    IndexWarmer,
+    index_subdirs,
+    index_threads,
+    indexed_files,
+    staging_folder,
+)
 from mirror.policy import Allowlist, Ecosystem
 from mirror.policy.conda import CondaChannel, package_record
 
@@ -43,22 +50,28 @@ class SyncReport:
     """Package names that entered each environment; `*` when something left (re-check all)."""
 
 
-def select(allowlist: Allowlist, env: str, channels: dict[str, CondaChannel],
-           upstream: dict[tuple[str, str], dict]) -> dict[tuple[str, str, str], Wanted]:
+def select(
+    allowlist: Allowlist, env: str, channels: dict[str, CondaChannel], upstream: dict[tuple[str, str], dict]
+) -> dict[tuple[str, str, str], Wanted]:
     """The upstream files the environment's entries admit."""
     chosen: dict[tuple[str, str, str], Wanted] = {}
     for (channel, subdir), repodata in upstream.items():
         base = channels[channel].url
         for key in PACKAGE_KEYS:
             for filename, record in repodata.get(key, {}).items():
-                if not isinstance(record, dict) or not all(k in record for k in ("name", "version", "build", "sha256", "size")):
+                if not isinstance(record, dict) or not all(
+                    k in record for k in ("name", "version", "build", "sha256", "size")
+                ):
                     continue
                 if "/" in filename or filename.startswith("."):
                     continue
-                decision = allowlist.decide(Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel)
+                decision = allowlist.decide(
+                    Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel
+                )
                 if decision.allowed:
-                    chosen[(channel, subdir, filename)] = Wanted(channel, subdir, filename, f"{base}/{subdir}/{filename}",
-                                                                 record["sha256"], int(record["size"]))
+                    chosen[(channel, subdir, filename)] = Wanted(
+                        channel, subdir, filename, f"{base}/{subdir}/{filename}", record["sha256"], int(record["size"])
+                    )
     return chosen
 
 
@@ -85,14 +98,18 @@ class CondaSync:
         envs = environments or list(policy_file.environments)
         unknown = [env for env in envs if env not in policy_file.environments]
         if unknown:
-            report.problems.append(f"unknown environment {unknown[0]!r} for conda (known: {', '.join(policy_file.environments)})")
+            report.problems.append(
+                f"unknown environment {unknown[0]!r} for conda (known: {', '.join(policy_file.environments)})"
+            )
             return report
         channels: dict[str, CondaChannel] = policy_file.context or {}
         upstream: dict[tuple[str, str], dict] = {}
         for channel in channels.values():
             for subdir in channel.subdirs:
                 try:
-                    upstream[(channel.name, subdir)] = fetch_repodata(self.client, f"{channel.url}/{subdir}/repodata.json")
+                    upstream[(channel.name, subdir)] = fetch_repodata(
+                        self.client, f"{channel.url}/{subdir}/repodata.json"
+                    )
                 except FetchError as exc:
                     report.problems.append(str(exc))
         if report.problems:
@@ -156,7 +173,11 @@ class CondaSync:
         if not changed:
             report.unchanged.append(label)
             return
-        build = self.root / "builds" / f"{env}-{channel.name}-{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**9}"
+        build = (
+            self.root
+            / "builds"
+            / f"{env}-{channel.name}-{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**9}"
+        )
         build.mkdir(parents=True)
         try:
             index_subdirs(staging, changed, build, threads=index_threads(new_bytes))
@@ -167,8 +188,10 @@ class CondaSync:
                 got = indexed_files(build / subdir / "repodata.json")
                 if got != want:
                     missing, extra = sorted(want - got), sorted(got - want)
-                    raise FetchError(f"{label}/{subdir}: conda-index output differs from the verified files"
-                                     f" (skipped: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})")
+                    raise FetchError(
+                        f"{label}/{subdir}: conda-index output differs from the verified files"
+                        f" (skipped: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})"
+                    )
         except FetchError as exc:
             shutil.rmtree(build, ignore_errors=True)
             report.problems.append(str(exc))
@@ -202,17 +225,20 @@ class ClosureGap:
     """The MatchSpec the package depends on."""
 
     def __str__(self) -> str:
-        return (f"{self.package} {self.version} needs {self.dependency} which is not allowlisted for {self.environment}:"
-                " add a matching entry to allowlists/conda.yaml or request an exception")
+        return (
+            f"{self.package} {self.version} needs {self.dependency} which is not allowlisted for {self.environment}:"
+            " add a matching entry to allowlists/conda.yaml or request an exception"
+        )
 
 
-def closure_gaps(allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel],
-                 selection: dict[str, dict], upstream: dict) -> list[ClosureGap]:
+def closure_gaps(
+    allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel], selection: dict[str, dict], upstream: dict
+) -> list[ClosureGap]:
     """Dependencies of selected packages that nothing selected satisfies."""
     gaps: list[ClosureGap] = []
     for env in envs:
         records = []
-        for (channel, subdir, filename) in selection[env]:
+        for channel, subdir, filename in selection[env]:
             repodata = upstream[(channel, subdir)]
             record = repodata.get("packages.conda" if filename.endswith(".conda") else "packages", {}).get(filename)
             if record:
@@ -244,8 +270,9 @@ def _satisfies(spec: MatchSpec, record: dict) -> bool:
     return candidate is not None and spec.matches(candidate)
 
 
-def unsolvable_specs(data_dir: Path, allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel],
-                     added: dict[str, set[str]]) -> list[str]:
+def unsolvable_specs(
+    data_dir: Path, allowlist: Allowlist, envs: list[str], channels: dict[str, CondaChannel], added: dict[str, set[str]]
+) -> list[str]:
     """Solve allowlisted specs with py-rattler against the published channel alone: every spec
     after something left an environment (or on its first publish), else the specs of the names
     that entered it (adding packages cannot break what solved before)."""
@@ -275,8 +302,11 @@ def unsolvable_specs(data_dir: Path, allowlist: Allowlist, envs: list[str], chan
                 if "*" not in names_in and rule.name not in names_in:
                     continue
                 names = [rule.channel] if rule.channel else list(channels)
-                sources = [live_channel(data_dir, env, name).resolve().as_uri() for name in names
-                           if live_channel(data_dir, env, name).exists()]
+                sources = [
+                    live_channel(data_dir, env, name).resolve().as_uri()
+                    for name in names
+                    if live_channel(data_dir, env, name).exists()
+                ]
                 platforms = sorted({subdir for name in names for subdir in channels[name].subdirs})
                 if sources:
                     jobs.append(check(env, str(rule.matcher.spec), sources, platforms))

@@ -11,10 +11,10 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -96,8 +96,13 @@ class VerifiedCache:
     def missing(self, wanted: list[Wanted]) -> list[Wanted]:
         return [w for w in wanted if not self.has(w)]
 
-    def ensure(self, client: httpx.Client, wanted: list[Wanted], workers: int = 8,
-               on_verified: Callable[[Wanted], None] = lambda wanted: None) -> list[str]:
+    def ensure(
+        self,
+        client: httpx.Client,
+        wanted: list[Wanted],
+        workers: int = 8,
+        on_verified: Callable[[Wanted], None] = lambda wanted: None,
+    ) -> list[str]:
         """Download what is missing; returns one problem per file that failed (none: all good).
         `on_verified` hears of each file once it is in the cache, verified (on the thread that
         downloaded it)."""
@@ -106,13 +111,18 @@ class VerifiedCache:
             folder.mkdir(parents=True, exist_ok=True)
         progress = Progress(len(missing), sum(w.size for w in missing), "conda sync")
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            problems = [problem for problem in pool.map(lambda w: self._download(client, w, progress, on_verified), missing) if problem]
+            problems = [
+                problem
+                for problem in pool.map(lambda w: self._download(client, w, progress, on_verified), missing)
+                if problem
+            ]
         progress.close()
         self._save()
         return sorted(problems)
 
-    def _download(self, client: httpx.Client, wanted: Wanted, progress: Progress,
-                  on_verified: Callable[[Wanted], None]) -> str | None:
+    def _download(
+        self, client: httpx.Client, wanted: Wanted, progress: Progress, on_verified: Callable[[Wanted], None]
+    ) -> str | None:
         target = wanted.path(self.root)  # its folder was made by `ensure`
         part = target.with_name(target.name + ".part")
         try:

@@ -11,6 +11,7 @@ cold sync's channel goes live about when conda-index alone would have finished (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,13 +41,26 @@ def index_threads(new_bytes: int) -> int | None:
     return None if new_bytes > POOL_FROM_BYTES else 1
 
 
-def index_subdirs(channel_dir: Path, subdirs: list[str], output: Path, write: bool = True, threads: int | None = None) -> None:
+def index_subdirs(
+    channel_dir: Path, subdirs: list[str], output: Path, write: bool = True, threads: int | None = None
+) -> None:
     """conda-index as a subprocess, with the `conda` shim on its PYTHONPATH only. `write=False`
     reads new packages into the cache and writes no repodata (the warm-up's rounds). `threads`:
     conda-index's own default (one process per core) unless given; 1 reads in-process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "conda_index", str(channel_dir), "--output", str(output), "--no-current-repodata",
-            "--no-rss", "--no-channeldata", "--no-bz2", "--no-zst"]
+    argv = [
+        sys.executable,
+        "-m",
+        "conda_index",
+        str(channel_dir),
+        "--output",
+        str(output),
+        "--no-current-repodata",
+        "--no-rss",
+        "--no-channeldata",
+        "--no-bz2",
+        "--no-zst",
+    ]
     if threads is not None:
         argv += ["--threads", str(threads)]
     if not write:
@@ -93,10 +107,8 @@ class IndexWarmer:
             if folder not in self._folders:
                 folder.mkdir(parents=True, exist_ok=True)
                 self._folders.add(folder)
-            try:
+            with contextlib.suppress(FileExistsError):  # staged by an earlier sync
                 os.link(wanted.path(self._cache_root), folder / wanted.filename)
-            except FileExistsError:
-                pass  # staged by an earlier sync
             with self._lock:
                 self._touched.setdefault((env, wanted.channel), set()).add(wanted.subdir)
         with self._lock:

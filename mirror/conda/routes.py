@@ -11,13 +11,14 @@ import json
 import re
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
 from mirror.conda.channel import live_channel
 from mirror.conda.indexer import PACKAGE_KEYS
-from mirror.policy import Allowlist, Ecosystem
 from mirror.observability import DECISIONS
+from mirror.parts import AllowlistDep, PartsDep, ServiceParts
+from mirror.policy import Allowlist, Ecosystem
 from mirror.refusals import refusal
 
 router = APIRouter(prefix="/conda/{env}/{channel}/{subdir}", tags=["conda"])
@@ -25,33 +26,50 @@ _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+!-]*\.(conda|tar\.bz2)$")
 
 
-def _channel_dir(request: Request, env: str, channel: str, subdir: str) -> tuple[Path | None, Response | None]:
-    allowlist: Allowlist = request.app.state.policy.current()
+def _channel_dir(
+    parts: ServiceParts, allowlist: Allowlist, env: str, channel: str, subdir: str
+) -> tuple[Path | None, Response | None]:
     known = allowlist.environments(Ecosystem.CONDA)
     if not all(_COMPONENT.match(part) for part in (env, channel, subdir)):
         return None, refusal(404, "no such channel", route="conda")
     if env not in known:
-        return None, refusal(404, f"unknown environment {env!r}; known environments: {', '.join(known) or 'none'} (use /conda/ENV/CHANNEL)", route="conda")
+        return None, refusal(
+            404,
+            f"unknown environment {env!r}; known environments: {', '.join(known) or 'none'} (use /conda/ENV/CHANNEL)",
+            route="conda",
+        )
     channels = allowlist.policy.files[Ecosystem.CONDA].context or {}
     if channel not in channels or subdir not in channels[channel].subdirs:
         names = ", ".join(f"{c}/{'|'.join(ch.subdirs)}" for c, ch in channels.items()) or "none"
-        return None, refusal(404, f"no channel {channel}/{subdir} in allowlists/conda.yaml (configured: {names})", route="conda")
-    live = live_channel(request.app.state.settings.data_dir, env, channel)
+        return None, refusal(
+            404, f"no channel {channel}/{subdir} in allowlists/conda.yaml (configured: {names})", route="conda"
+        )
+    live = live_channel(parts.settings.data_dir, env, channel)
     if not (live / subdir / "repodata.json").is_file():
-        return None, refusal(503, f"conda channel {env}/{channel} has not been synced yet: run `airlock sync conda --env {env}`", route="conda")
+        return None, refusal(
+            503,
+            f"conda channel {env}/{channel} has not been synced yet: run `airlock sync conda --env {env}`",
+            route="conda",
+        )
     return live.resolve(), None
 
 
-def _filtered(request: Request, build: Path, env: str, channel: str, subdir: str) -> tuple[bytes, set[str]]:
+def _filtered(
+    parts: ServiceParts, allowlist: Allowlist, build: Path, env: str, channel: str, subdir: str
+) -> tuple[bytes, set[str]]:
     """The build's repodata minus what the current policy no longer admits (cached per generation)."""
-    allowlist: Allowlist = request.app.state.policy.current()
-    cache: dict = request.app.state.conda_repodata
+    cache: dict = parts.conda_repodata
     key = (str(build), subdir, env, allowlist.generation)
     if key not in cache:
         data = json.loads((build / subdir / "repodata.json").read_bytes())
         for package_key in PACKAGE_KEYS:
-            data[package_key] = {name: record for name, record in data.get(package_key, {}).items()
-                                 if allowlist.decide(Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel).allowed}
+            data[package_key] = {
+                name: record
+                for name, record in data.get(package_key, {}).items()
+                if allowlist.decide(
+                    Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel
+                ).allowed
+            }
         if len(cache) > 64:
             cache.clear()
         cache[key] = (json.dumps(data, separators=(",", ":")).encode(), {n for k in PACKAGE_KEYS for n in data[k]})
@@ -59,27 +77,32 @@ def _filtered(request: Request, build: Path, env: str, channel: str, subdir: str
 
 
 @router.get("/repodata.json", summary="The curated channel's repodata for one subdir")
-def repodata(env: str, channel: str, subdir: str, request: Request) -> Response:
-    build, problem = _channel_dir(request, env, channel, subdir)
+def repodata(env: str, channel: str, subdir: str, parts: PartsDep, allowlist: AllowlistDep) -> Response:
+    build, problem = _channel_dir(parts, allowlist, env, channel, subdir)
     if problem is not None:
         return problem
-    body, _ = _filtered(request, build, env, channel, subdir)
+    body, _ = _filtered(parts, allowlist, build, env, channel, subdir)
     return Response(body, media_type="application/json")
 
 
 @router.get("/{filename}", summary="A package file of the curated channel")
-def package(env: str, channel: str, subdir: str, filename: str, request: Request) -> Response:
-    build, problem = _channel_dir(request, env, channel, subdir)
+def package(env: str, channel: str, subdir: str, filename: str, parts: PartsDep, allowlist: AllowlistDep) -> Response:
+    build, problem = _channel_dir(parts, allowlist, env, channel, subdir)
     if problem is not None:
         return problem
     if not _PACKAGE.match(filename):  # also repodata.json.zst/.bz2 and current_repodata.json: not produced
         return refusal(404, f"no such file {filename!r}", route="conda")
-    _, listed = _filtered(request, build, env, channel, subdir)
+    _, listed = _filtered(parts, allowlist, build, env, channel, subdir)
     DECISIONS.labels("conda", env, "allowed" if filename in listed else "blocked").inc()
     if filename not in listed:
-        return refusal(404, f"{filename} is not in the curated {env}/{channel} channel: it is not allowlisted for {env}"
-                            f" (airlock allowlist explain conda NAME=VERSION=BUILD --env {env})", route="conda", subject=filename)
-    path = request.app.state.settings.data_dir / "conda" / "cache" / channel / subdir / filename
+        return refusal(
+            404,
+            f"{filename} is not in the curated {env}/{channel} channel: it is not allowlisted for {env}"
+            f" (airlock allowlist explain conda NAME=VERSION=BUILD --env {env})",
+            route="conda",
+            subject=filename,
+        )
+    path = parts.settings.data_dir / "conda" / "cache" / channel / subdir / filename
     if not path.is_file():
         return refusal(503, f"{filename} is listed but missing from the cache: run `airlock sync conda`", route="conda")
     return FileResponse(path, media_type="application/octet-stream")

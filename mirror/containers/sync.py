@@ -12,14 +12,18 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from mirror.progress import Progress
 from mirror.policy import Allowlist, Ecosystem
 from mirror.policy.containers import allowed_references
+from mirror.progress import Progress
 
-MANIFEST_TYPES = ", ".join((
-    "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
-))
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+)
 
 
 @dataclass
@@ -29,7 +33,9 @@ class ImageSyncReport:
     blobs: int = 0
 
 
-def sync_images(allowlist: Allowlist, service_url: str, client: httpx.Client, environments: list[str] | None = None) -> ImageSyncReport:
+def sync_images(
+    allowlist: Allowlist, service_url: str, client: httpx.Client, environments: list[str] | None = None
+) -> ImageSyncReport:
     report = ImageSyncReport()
     policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
     if policy_file is None:
@@ -37,7 +43,12 @@ def sync_images(allowlist: Allowlist, service_url: str, client: httpx.Client, en
         return report
     references = []
     for env in environments or list(policy_file.environments):
-        references += [(env, ref.image, ref.reference) for ref in allowed_references(allowlist, env, lambda upstream, repo: _upstream_tags(client, upstream.url, repo, report))]
+        references += [
+            (env, ref.image, ref.reference)
+            for ref in allowed_references(
+                allowlist, env, lambda upstream, repo: _upstream_tags(client, upstream.url, repo, report)
+            )
+        ]
     progress = Progress(len(references), 0, "containers sync", unit="images")
     for env, image, reference in references:
         base = f"{service_url}/v2/{env}/{image}"

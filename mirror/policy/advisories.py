@@ -90,7 +90,7 @@ class Affected:
         fixes = sorted({i.fixed for i in self.intervals if i.fixed is not None}, key=_sort_key)
         return [fix for fix in fixes if not self.affects(fix)]
 
-    def merged(self, other: "Affected") -> "Affected":
+    def merged(self, other: Affected) -> Affected:
         intervals = self.intervals + tuple(i for i in other.intervals if i not in self.intervals)
         return Affected(self.package, intervals, self.versions | other.versions)
 
@@ -244,7 +244,9 @@ def intervals_of(events: Iterable[Mapping[str, str]]) -> tuple[Interval, ...]:
             if opened is None:
                 opened = (text,)
         elif opened is not None:
-            intervals.append(Interval(opened[0], fixed=text) if kind == "fixed" else Interval(opened[0], last_affected=text))
+            intervals.append(
+                Interval(opened[0], fixed=text) if kind == "fixed" else Interval(opened[0], last_affected=text)
+            )
             opened = None
     if opened is not None:
         intervals.append(Interval(opened[0]))
@@ -277,9 +279,14 @@ def read_record(document: Mapping) -> _Record | None:
         return None
     references = tuple(r["url"] for r in document.get("references") or () if isinstance(r, Mapping) and r.get("url"))
     return _Record(
-        id=document["id"], aliases=tuple(str(a) for a in document.get("aliases") or ()),
-        summary=str(document.get("summary") or "").strip(), details=str(document.get("details") or "").strip(),
-        severity=severity_of(document), affected=tuple(affected.values()), references=references)
+        id=document["id"],
+        aliases=tuple(str(a) for a in document.get("aliases") or ()),
+        summary=str(document.get("summary") or "").strip(),
+        details=str(document.get("details") or "").strip(),
+        severity=severity_of(document),
+        affected=tuple(affected.values()),
+        references=references,
+    )
 
 
 def first_sentence(text: str, limit: int = 300) -> str:
@@ -322,15 +329,23 @@ def _merge_group(group: list[_Record]) -> Vulnerability:
     for record in group:
         for entry in record.affected:
             affected[entry.package] = affected[entry.package].merged(entry) if entry.package in affected else entry
-    title = next((r.summary for r in group if r.summary), "") or next((first_sentence(r.details) for r in group if r.details), "")
+    title = next((r.summary for r in group if r.summary), "") or next(
+        (first_sentence(r.details) for r in group if r.details), ""
+    )
     details = max((r.details for r in group), key=len, default="")
     references: list[str] = []
     for record in group:
         references += [url for url in record.references if url not in references]
     return Vulnerability(
-        id=primary, ids=(primary, *[i for i in ids if i != primary]), title=title, details=details,
-        severity=max((r.severity for r in group), key=severity_rank), affected=affected,
-        references=tuple(references), records=tuple(r.id for r in group))
+        id=primary,
+        ids=(primary, *[i for i in ids if i != primary]),
+        title=title,
+        details=details,
+        severity=max((r.severity for r in group), key=severity_rank),
+        affected=affected,
+        references=tuple(references),
+        records=tuple(r.id for r in group),
+    )
 
 
 def index_documents(documents: Iterable[tuple[str, object]]) -> AdvisoryIndex:
@@ -341,7 +356,9 @@ def index_documents(documents: Iterable[tuple[str, object]]) -> AdvisoryIndex:
     for source, document in documents:
         for item in document if isinstance(document, list) else [document]:
             count += 1
-            label = f"{source} ({item['id']})" if isinstance(item, Mapping) and isinstance(item.get("id"), str) else source
+            label = (
+                f"{source} ({item['id']})" if isinstance(item, Mapping) and isinstance(item.get("id"), str) else source
+            )
             try:
                 record = read_record(item)
             except UnreadableRecord as exc:

@@ -8,9 +8,10 @@ normalised name, and every answer is memoised for the lifetime of the object.
 from __future__ import annotations
 
 import itertools
-from json.encoder import encode_basestring as json_string  # C-fast quoting for the hint
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Iterable, Iterator, NamedTuple
+from json.encoder import encode_basestring as json_string  # C-fast quoting for the hint
+from typing import NamedTuple
 
 from mirror.policy.interface import (
     Decision,
@@ -91,34 +92,57 @@ class Allowlist:
             self._memo[key] = decision
         return decision
 
-    def _decide(self, ecosystem: Ecosystem, env: str, name: str, version: str, build: str | None, channel: str | None) -> Decision:
+    def _decide(
+        self, ecosystem: Ecosystem, env: str, name: str, version: str, build: str | None, channel: str | None
+    ) -> Decision:
         table = self._index.get((ecosystem.value, env))
         if table is None:
             raise UnknownEnvironment(ecosystem, env, self.environments(ecosystem))
         normalized = _NORMALIZERS[ecosystem.value](name)
         rules = table.get(normalized)
         if rules is None:
-            return Decision(False, f"blocked: {normalized} is not on the {env} allowlist; {how_to_ask(ecosystem, env, normalized, version)}")
+            return Decision(
+                False,
+                f"blocked: {normalized} is not on the {env} allowlist; {how_to_ask(ecosystem, env, normalized, version)}",
+            )
         for rule in rules.denies:
             if rule.matcher.matches(version, build):
                 shown = _shown(ecosystem, normalized, version, build)
-                return Decision(False, f"blocked: {shown} is denied by {rule.origin} ({rule.reason}); deny entries override every allow and exception", str(rule.origin))
+                return Decision(
+                    False,
+                    f"blocked: {shown} is denied by {rule.origin} ({rule.reason}); deny entries override every allow and exception",
+                    str(rule.origin),
+                )
         candidates = rules.allows if channel is None else tuple(r for r in rules.allows if r.channel in (None, channel))
         for rule in candidates:
             if rule.matcher.matches(version, build):
                 allowed = self._allowed_by.get(id(rule))
                 if allowed is None:
-                    allowed = self._allowed_by[id(rule)] = Decision(True, f"allowed by {_cite(rule)} ({rule.summary})", str(rule.origin))
+                    allowed = self._allowed_by[id(rule)] = Decision(
+                        True, f"allowed by {_cite(rule)} ({rule.summary})", str(rule.origin)
+                    )
                 return allowed
         for rule in rules.expired:
             if rule.matcher.matches(version, build):
-                return Decision(False, f"blocked: {_cite(rule)} ({rule.summary}) expired on {rule.expiry_text}; renew the entry, or {how_to_ask(ecosystem, env, normalized, version)}", str(rule.origin))
+                return Decision(
+                    False,
+                    f"blocked: {_cite(rule)} ({rule.summary}) expired on {rule.expiry_text}; "
+                    f"renew the entry, or {how_to_ask(ecosystem, env, normalized, version)}",
+                    str(rule.origin),
+                )
         if candidates:
             nearest = candidates[0]
             why = nearest.matcher.why_not(version, build)
             joint = "" if why[:1] in ":@" else " "  # image references read `repo:tag`, `repo@digest`
-            return Decision(False, f"blocked: {normalized}{joint}{why} (the {env} entry is {_cite(nearest)}); {how_to_ask(ecosystem, env, normalized, version, build)}", str(nearest.origin))
-        return Decision(False, f"blocked: {normalized} is not on the {env} allowlist for channel {channel}; {how_to_ask(ecosystem, env, normalized, version)}")
+            return Decision(
+                False,
+                f"blocked: {normalized}{joint}{why} (the {env} entry is {_cite(nearest)}); {how_to_ask(ecosystem, env, normalized, version, build)}",
+                str(nearest.origin),
+            )
+        return Decision(
+            False,
+            f"blocked: {normalized} is not on the {env} allowlist for channel {channel}; {how_to_ask(ecosystem, env, normalized, version)}",
+        )
 
     def decide_name(self, ecosystem: Ecosystem | str, env: str, name: str) -> Decision:
         """May any version of `name` enter `env`? (Whether to show a project page at all.)"""
@@ -131,11 +155,23 @@ class Allowlist:
         if rules is None or not rules.allows:
             expired = rules.expired[0] if rules and rules.expired else None
             if expired is not None:
-                return Decision(False, f"blocked: {_cite(expired)} ({expired.summary}) expired on {expired.expiry_text}; renew the entry, or {how_to_ask(known, env, normalized, None)}", str(expired.origin))
-            return Decision(False, f"blocked: {normalized} is not on the {env} allowlist; {how_to_ask(known, env, normalized, None)}")
+                return Decision(
+                    False,
+                    f"blocked: {_cite(expired)} ({expired.summary}) expired on {expired.expiry_text}; "
+                    f"renew the entry, or {how_to_ask(known, env, normalized, None)}",
+                    str(expired.origin),
+                )
+            return Decision(
+                False,
+                f"blocked: {normalized} is not on the {env} allowlist; {how_to_ask(known, env, normalized, None)}",
+            )
         for rule in rules.denies:
             if rule.matcher.unrestricted:
-                return Decision(False, f"blocked: {normalized} is denied by {rule.origin} ({rule.reason}); deny entries override every allow and exception", str(rule.origin))
+                return Decision(
+                    False,
+                    f"blocked: {normalized} is denied by {rule.origin} ({rule.reason}); deny entries override every allow and exception",
+                    str(rule.origin),
+                )
         first = rules.allows[0]
         return Decision(True, f"listed by {_cite(first)} ({first.summary})", str(first.origin))
 
@@ -145,8 +181,11 @@ class Allowlist:
         table = self._index.get((known.value, env))
         if table is None:
             raise UnknownEnvironment(known, env, self.environments(known))
-        return sorted(name for name, rules in table.items()
-                      if rules.allows and not any(d.matcher.unrestricted for d in rules.denies))
+        return sorted(
+            name
+            for name, rules in table.items()
+            if rules.allows and not any(d.matcher.unrestricted for d in rules.denies)
+        )
 
     def rules(self, ecosystem: Ecosystem | str, env: str) -> Iterator[tuple[Rule, str]]:
         """Every rule in force for `env`, with its state: `allow`, `deny` or `expired`."""
@@ -212,9 +251,13 @@ def build_allowlist(policy: PolicySet, grants: Iterable[ExceptionGrant], now: da
     return Allowlist(policy, index, now, valid_until, grants)
 
 
-def _index_rules(policy_file: PolicyFile, rules: list[Rule], tables: dict[str, dict[str, NameRules]], now: datetime) -> None:
+def _index_rules(
+    policy_file: PolicyFile, rules: list[Rule], tables: dict[str, dict[str, NameRules]], now: datetime
+) -> None:
     """File each rule under its name in every environment it reaches through `extends`."""
-    heirs = {env: [e for e in policy_file.environments if env in policy_file.lineage(e)] for env in policy_file.environments}
+    heirs = {
+        env: [e for e in policy_file.environments if env in policy_file.lineage(e)] for env in policy_file.environments
+    }
     reach: dict[frozenset[str], list[dict[str, NameRules]]] = {}
     for rule in rules:
         targets = reach.get(rule.environments)

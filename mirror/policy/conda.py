@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mirror.policy.interface import Ecosystem, ExceptionGrant, VersionMatcher
+from mirror.policy.interface import Ecosystem, ExceptionGrant, InvalidGrant, VersionMatcher
 from mirror.policy.schema import (
     COMMON_ENTRY_KEYS,
     DENY_KEYS,
@@ -85,7 +85,9 @@ def package_record(name: str, version: str, build: str | None) -> PackageRecord 
     if not valid_version(version):
         return None
     # A question without a build (`explain conda numpy=2.0`) must not satisfy a build pattern.
-    return PackageRecord(name=name, version=version, build=BuildString(build or _NO_BUILD), build_number=0, subdir="noarch")
+    return PackageRecord(
+        name=name, version=version, build=BuildString(build or _NO_BUILD), build_number=0, subdir="noarch"
+    )
 
 
 def parse_match_spec(text: str) -> MatchSpec:
@@ -115,12 +117,20 @@ class CondaSchema(EntrySchema):
 
     def read_context(self, document: SourceDocument, diagnostics: Diagnostics) -> dict[str, CondaChannel]:
         channels: dict[str, CondaChannel] = {}
-        found = read_upstreams(document, diagnostics, "channels", "channel", _CHANNEL_KEYS,
-                               "conda-forge: {url: https://conda.anaconda.org/conda-forge}")
+        found = read_upstreams(
+            document,
+            diagnostics,
+            "channels",
+            "channel",
+            _CHANNEL_KEYS,
+            "conda-forge: {url: https://conda.anaconda.org/conda-forge}",
+        )
         for name, (url, body) in found.items():
             subdirs = body.get("subdirs", list(DEFAULT_SUBDIRS))
             if not isinstance(subdirs, list) or not subdirs or not all(isinstance(s, str) for s in subdirs):
-                diagnostics.error(("channels", name, "subdirs"), f"channel {name!r}: 'subdirs' must be a list like [noarch, linux-64]")
+                diagnostics.error(
+                    ("channels", name, "subdirs"), f"channel {name!r}: 'subdirs' must be a list like [noarch, linux-64]"
+                )
                 continue
             channels[name] = CondaChannel(name, url, tuple(subdirs))
         return channels
@@ -147,5 +157,8 @@ class CondaSchema(EntrySchema):
         return Target(str(spec.name.normalized), CondaSpec(spec), channel)
 
     def grant_target(self, grant: ExceptionGrant) -> Target:
-        spec = parse_match_spec(grant.package)
+        try:
+            spec = parse_match_spec(grant.package)
+        except ValueError as exc:
+            raise InvalidGrant("package", str(exc)) from None
         return Target(str(spec.name.normalized), CondaSpec(spec))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mirror.policy.interface import Ecosystem, ExceptionGrant, VersionMatcher
+from mirror.policy.interface import Ecosystem, ExceptionGrant, InvalidGrant, VersionMatcher
 from mirror.policy.schema import (
     COMMON_ENTRY_KEYS,
     DENY_KEYS,
@@ -98,7 +99,9 @@ class ContainersSchema(EntrySchema):
         return name
 
     def read_context(self, document: SourceDocument, diagnostics: Diagnostics) -> dict[str, RegistryUpstream]:
-        found = read_upstreams(document, diagnostics, "upstreams", "registry", _UPSTREAM_KEYS, "mar: {url: https://mcr.microsoft.com}")
+        found = read_upstreams(
+            document, diagnostics, "upstreams", "registry", _UPSTREAM_KEYS, "mar: {url: https://mcr.microsoft.com}"
+        )
         return {name: RegistryUpstream(name, url) for name, (url, _) in found.items()}
 
     def read_target(self, entry: EntryReader, context: Any, deny: bool) -> Target | None:
@@ -108,7 +111,9 @@ class ContainersSchema(EntrySchema):
         valid = True
         for tag in tags:
             if not _TAG_GLOB.match(tag):
-                entry.error("tags", f"invalid tag glob {tag!r}: tags use letters, digits, '_', '.', '-' (globs add * ? [])")
+                entry.error(
+                    "tags", f"invalid tag glob {tag!r}: tags use letters, digits, '_', '.', '-' (globs add * ? [])"
+                )
                 valid = False
         for digest in digests:
             if not DIGEST.match(digest):
@@ -122,10 +127,16 @@ class ContainersSchema(EntrySchema):
         upstream, repository = split_image(image)
         upstreams: dict[str, RegistryUpstream] = context or {}
         if not repository or not _REPOSITORY.match(repository):
-            entry.error("image", f"invalid image {image!r}: write UPSTREAM/REPOSITORY in lowercase, e.g. mar/azureml/openmpi4.1.0-ubuntu22.04")
+            entry.error(
+                "image",
+                f"invalid image {image!r}: write UPSTREAM/REPOSITORY in lowercase, e.g. mar/azureml/openmpi4.1.0-ubuntu22.04",
+            )
             return None
         if upstreams and upstream not in upstreams:
-            entry.error("image", f"image {image!r} names unknown upstream {upstream!r} (declared: {', '.join(sorted(upstreams))})")
+            entry.error(
+                "image",
+                f"image {image!r} names unknown upstream {upstream!r} (declared: {', '.join(sorted(upstreams))})",
+            )
             return None
         if not valid:
             return None
@@ -135,12 +146,12 @@ class ContainersSchema(EntrySchema):
     def grant_target(self, grant: ExceptionGrant) -> Target:
         upstream, repository = split_image(grant.package)
         if not repository or not _REPOSITORY.match(repository):
-            raise ValueError(f"invalid image {grant.package!r}")
+            raise InvalidGrant("package", f"invalid image {grant.package!r}")
         reference = grant.versions or ""
         if DIGEST.match(reference):
             return Target(grant.package, ImageReferences((), frozenset({reference})))
         if not _TAG_GLOB.match(reference):
-            raise ValueError(f"invalid tag glob or digest {reference!r}")
+            raise InvalidGrant("versions", f"invalid tag glob or digest {reference!r}")
         return Target(grant.package, ImageReferences((reference,), frozenset()))
 
 
@@ -155,7 +166,9 @@ class AllowedReference(NamedTuple):
     """FILE:LINE or exception id."""
 
 
-def allowed_references(allowlist: "Allowlist", env: str, list_tags: Callable[[RegistryUpstream, str], list[str]]) -> list[AllowedReference]:
+def allowed_references(
+    allowlist: Allowlist, env: str, list_tags: Callable[[RegistryUpstream, str], list[str]]
+) -> list[AllowedReference]:
     """Every concrete image reference the environment allows: pinned digests, and the tags an
     upstream lists (`list_tags(upstream, repository)`, which may raise) that a tag glob admits.
     Pure given `list_tags`: the sync and the gate's base-image check both enumerate through here."""
@@ -172,7 +185,13 @@ def allowed_references(allowlist: "Allowlist", env: str, list_tags: Callable[[Re
         if upstream is None:
             continue
         tags = list_tags(upstream, repository) if rule.matcher.tags else []
-        found += [AllowedReference(rule.name, upstream, repository, tag, str(rule.origin))
-                  for tag in tags if any(fnmatchcase(tag, glob) for glob in rule.matcher.tags)]
-        found += [AllowedReference(rule.name, upstream, repository, digest, str(rule.origin)) for digest in sorted(rule.matcher.digests)]
+        found += [
+            AllowedReference(rule.name, upstream, repository, tag, str(rule.origin))
+            for tag in tags
+            if any(fnmatchcase(tag, glob) for glob in rule.matcher.tags)
+        ]
+        found += [
+            AllowedReference(rule.name, upstream, repository, digest, str(rule.origin))
+            for digest in sorted(rule.matcher.digests)
+        ]
     return found

@@ -76,7 +76,10 @@ def parse_duration(text: str) -> timedelta | None:
 def read_gate_policy(document: SourceDocument, diagnostics: Diagnostics) -> GatePolicy | None:
     value = document.value
     if not isinstance(value, dict) or not isinstance(value.get("environments"), dict):
-        diagnostics.error_at(1, "gate.yaml must hold 'environments:' mapping each environment to {fail_on: [...], secrets: fail, max_db_age: 24h}")
+        diagnostics.error_at(
+            1,
+            "gate.yaml must hold 'environments:' mapping each environment to {fail_on: [...], secrets: fail, max_db_age: 24h}",
+        )
         return None
     for key in value.keys() - {"environments"}:
         diagnostics.error((key,), unknown_key_message(key, frozenset({"environments"})))
@@ -91,15 +94,23 @@ def read_gate_policy(document: SourceDocument, diagnostics: Diagnostics) -> Gate
             diagnostics.error(path + (key,), unknown_key_message(key, _GATE_ENV_KEYS))
         fail_on = body.get("fail_on", sorted(default.fail_on))
         if not isinstance(fail_on, list) or not all(isinstance(s, str) and s.upper() in SEVERITIES for s in fail_on):
-            diagnostics.error(path + ("fail_on",), f"'fail_on' must be a list of severities from {', '.join(SEVERITIES)}")
+            diagnostics.error(
+                path + ("fail_on",), f"'fail_on' must be a list of severities from {', '.join(SEVERITIES)}"
+            )
             continue
         upper = {s.upper() for s in fail_on}
         unknown = body.get("unknown", "fail")
         if unknown not in ("fail", "warn"):
-            diagnostics.error(path + ("unknown",), f"'unknown' must be fail or warn (what a vulnerability no source rated does), got {describe_type(unknown)}")
+            diagnostics.error(
+                path + ("unknown",),
+                f"'unknown' must be fail or warn (what a vulnerability no source rated does), got {describe_type(unknown)}",
+            )
             continue
         if "UNKNOWN" in upper and unknown == "warn":
-            diagnostics.error(path + ("fail_on",), "'fail_on' lists UNKNOWN but 'unknown' is warn: say it once, with 'unknown: fail' or 'unknown: warn'")
+            diagnostics.error(
+                path + ("fail_on",),
+                "'fail_on' lists UNKNOWN but 'unknown' is warn: say it once, with 'unknown: fail' or 'unknown: warn'",
+            )
             continue
         secrets = body.get("secrets", default.secrets)
         if secrets not in ("fail", "warn"):
@@ -108,7 +119,10 @@ def read_gate_policy(document: SourceDocument, diagnostics: Diagnostics) -> Gate
         raw_age = body.get("max_db_age")
         max_age = default.max_db_age if raw_age is None else parse_duration(str(raw_age))
         if max_age is None:
-            diagnostics.error(path + ("max_db_age",), f"'max_db_age' must be a duration like 24h, 3d or 90m, got {describe_type(raw_age)}")
+            diagnostics.error(
+                path + ("max_db_age",),
+                f"'max_db_age' must be a duration like 24h, 3d or 90m, got {describe_type(raw_age)}",
+            )
             continue
         thresholds[str(env)] = GateThresholds(frozenset(upper - {"UNKNOWN"}), secrets, max_age, unknown)
     return GatePolicy(thresholds, document.file)
@@ -149,7 +163,16 @@ def read_waivers(document: SourceDocument, diagnostics: Diagnostics, now: dateti
         if expires_at <= now:
             diagnostics.warning_at(line, f"waiver {waiver_id} has expired: it waives nothing")
         waivers.append(
-            Waiver(waiver_id, reason, approved_by, expires_at, document.file, line, package, versions,
-                   frozenset(environments) if environments else None)
+            Waiver(
+                waiver_id,
+                reason,
+                approved_by,
+                expires_at,
+                document.file,
+                line,
+                package,
+                versions,
+                frozenset(environments) if environments else None,
+            )
         )
     return tuple(waivers)

@@ -161,6 +161,14 @@ class InvalidAllowlist(PolicyError):
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
+class InvalidGrant(PolicyError, ValueError):
+    """An exception request no rule can be made of; `field` names the part (`package`, `versions`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class UnknownEnvironment(PolicyError):
     """A question named an environment that the ecosystem's file does not declare."""
 

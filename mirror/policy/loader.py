@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from mirror.policy.conda import CondaSchema
 from mirror.policy.containers import ContainersSchema
@@ -94,7 +95,10 @@ def load_policy_files(sources: Iterable[tuple[str, str]], now: datetime, waivers
             policy_file = _read_ecosystem_file(document, collected, now)
             if policy_file is not None and policy_file.ecosystem in files:
                 earlier = files[policy_file.ecosystem].file
-                collected.error(("ecosystem",), f"a second {policy_file.ecosystem.value} file (the first is {earlier}): keep one file per ecosystem")
+                collected.error(
+                    ("ecosystem",),
+                    f"a second {policy_file.ecosystem.value} file (the first is {earlier}): keep one file per ecosystem",
+                )
             elif policy_file is not None and not collected.has_errors:
                 files[policy_file.ecosystem] = policy_file
         diagnostics.extend(collected.items)
@@ -133,11 +137,14 @@ def _read_ecosystem_file(document: SourceDocument, diagnostics: Diagnostics, now
     return PolicyFile(ecosystem, document.file, environments, tuple(rules), context, targets)
 
 
-def _read_environments(document: SourceDocument, diagnostics: Diagnostics,
-                       ecosystem: Ecosystem) -> tuple[dict[str, str | None], dict[str, Targets]]:
+def _read_environments(
+    document: SourceDocument, diagnostics: Diagnostics, ecosystem: Ecosystem
+) -> tuple[dict[str, str | None], dict[str, Targets]]:
     raw = document.value.get("environments")
     if not isinstance(raw, dict) or not raw:
-        diagnostics.error(("environments",), "missing 'environments': declare them, e.g. {prod: {}, preprod: {extends: prod}}")
+        diagnostics.error(
+            ("environments",), "missing 'environments': declare them, e.g. {prod: {}, preprod: {extends: prod}}"
+        )
         return {}, {}
     environments: dict[str, str | None] = {}
     targets: dict[str, Targets] = {}
@@ -148,7 +155,10 @@ def _read_environments(document: SourceDocument, diagnostics: Diagnostics,
             continue
         body = {} if body is None else body
         if not isinstance(body, dict):
-            diagnostics.error(path, f"environment {name!r} must be a mapping like {{extends: prod}} or {{}}, got {describe_type(body)}")
+            diagnostics.error(
+                path,
+                f"environment {name!r} must be a mapping like {{extends: prod}} or {{}}, got {describe_type(body)}",
+            )
             continue
         for key in body.keys() - _ENVIRONMENT_KEYS:
             diagnostics.error(path + (key,), unknown_key_message(key, _ENVIRONMENT_KEYS))
@@ -159,15 +169,24 @@ def _read_environments(document: SourceDocument, diagnostics: Diagnostics,
         environments[name] = parent
         if "targets" in body:
             if ecosystem is not Ecosystem.PYPI:
-                diagnostics.error(path + ("targets",), "'targets' (Python versions and platforms) apply to PyPI files; "
-                                                        "conda resolves for the channel's subdirs")
+                diagnostics.error(
+                    path + ("targets",),
+                    "'targets' (Python versions and platforms) apply to PyPI files; "
+                    "conda resolves for the channel's subdirs",
+                )
                 continue
-            declared = read_targets(body["targets"], lambda where, message, base=path: diagnostics.error(base + ("targets",) + where, message))
+            declared = read_targets(
+                body["targets"],
+                lambda where, message, base=path: diagnostics.error(base + ("targets",) + where, message),
+            )
             if declared is not None:
                 targets[name] = declared
     for name, parent in environments.items():
         if parent is not None and parent not in environments:
-            diagnostics.error(("environments", name, "extends"), f"environment {name!r} extends unknown environment {parent!r} (declared: {', '.join(environments)})")
+            diagnostics.error(
+                ("environments", name, "extends"),
+                f"environment {name!r} extends unknown environment {parent!r} (declared: {', '.join(environments)})",
+            )
     reported: set[str] = set()
     for name in environments:
         chain = [name]
@@ -176,7 +195,7 @@ def _read_environments(document: SourceDocument, diagnostics: Diagnostics,
             chain.append(current)
             current = environments[current]
         if current is not None and current in chain and not reported & set(chain):
-            cycle = chain[chain.index(current):] + [current]
+            cycle = chain[chain.index(current) :] + [current]
             diagnostics.error(("environments", name, "extends"), "'extends' cycle: " + " -> ".join(cycle))
             reported.update(chain)
     return environments, targets
@@ -204,7 +223,10 @@ def _read_entries(
     for index, raw in enumerate(items):
         line = scanned[index] if scanned is not None else document.item_line(list_key, index)
         if type(raw) is not dict:
-            diagnostics.error_at(line, f"{list_key} entry must be a mapping ({schema.name_key}: ..., reason: ...), got {describe_type(raw)}")
+            diagnostics.error_at(
+                line,
+                f"{list_key} entry must be a mapping ({schema.name_key}: ..., reason: ...), got {describe_type(raw)}",
+            )
             continue
         quick = _quick_entry(raw, allowed_keys, declared, deny, schema, context, env_sets)
         if quick is not None:
@@ -221,7 +243,9 @@ def _read_entries(
             if named is not None:
                 unknown = [env for env in named if env not in declared]
                 if unknown:
-                    entry.error("environments", f"unknown environment {unknown[0]!r} (declared: {', '.join(environments)})")
+                    entry.error(
+                        "environments", f"unknown environment {unknown[0]!r} (declared: {', '.join(environments)})"
+                    )
                     named = None
             if target is None or reason is None or (named is None and not deny) or (owner is None and not deny):
                 continue
@@ -231,13 +255,28 @@ def _read_entries(
             if duplicate is not None:
                 env, earlier = duplicate
                 EntryReader(raw, (list_key, index), line, diagnostics).error(
-                    schema.name_key, f"duplicate entry for {target.name} in {env} (first at line {earlier}): merge them into one entry")
+                    schema.name_key,
+                    f"duplicate entry for {target.name} in {env} (first at line {earlier}): merge them into one entry",
+                )
                 continue
         # Positional: this runs once per entry, and keywords cost a third more.
-        rule = Rule(schema.ecosystem, kind, target.name, target.matcher, envs, reason, Origin(file, line),
-                    owner, expires_at, target.channel)
+        rule = Rule(
+            schema.ecosystem,
+            kind,
+            target.name,
+            target.matcher,
+            envs,
+            reason,
+            Origin(file, line),
+            owner,
+            expires_at,
+            target.channel,
+        )
         if expires_at is not None and expires_at <= now:
-            diagnostics.warning_at(line, f"entry for {target.name} expired on {rule.expiry_text}: it allows nothing until renewed or removed")
+            diagnostics.warning_at(
+                line,
+                f"entry for {target.name} expired on {rule.expiry_text}: it allows nothing until renewed or removed",
+            )
         rules.append(rule)
     return rules
 
@@ -245,8 +284,15 @@ def _read_entries(
 _STRINGS = {str}
 
 
-def _quick_entry(raw: dict[str, Any], allowed_keys: frozenset[str], declared: frozenset[str], deny: bool,
-                 schema: EntrySchema, context: Any, env_sets: dict[tuple, frozenset[str] | None]) -> tuple | None:
+def _quick_entry(
+    raw: dict[str, Any],
+    allowed_keys: frozenset[str],
+    declared: frozenset[str],
+    deny: bool,
+    schema: EntrySchema,
+    context: Any,
+    env_sets: dict[tuple, frozenset[str] | None],
+) -> tuple | None:
     """The common, well-formed entry without the per-field reader: 100,000-rule files load in
     about half the time. Anything unusual (a missing field, an expiry, stray spaces, an
     unknown environment) returns None and goes through the reader, which reports problems."""

@@ -9,7 +9,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from mirror.policy.interface import Ecosystem, ExceptionGrant, VersionMatcher
+from mirror.policy.interface import Ecosystem, ExceptionGrant, InvalidGrant, VersionMatcher
 from mirror.policy.schema import COMMON_ENTRY_KEYS, DENY_KEYS, EntryReader, EntrySchema, Target
 
 # PEP 508 / core metadata: letters, digits, and . _ - inside, alphanumeric at both ends.
@@ -44,7 +44,7 @@ def normalize(name: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _matcher(text: str | None, prereleases: bool) -> "PypiVersions":
+def _matcher(text: str | None, prereleases: bool) -> PypiVersions:
     """Matchers are immutable: entries with the same range share one. Keyed by the text (a
     SpecifierSet hashes in Python); raises InvalidSpecifier for a bad one."""
     return PypiVersions(parse_specifier(text) if text is not None else None, prereleases, text)
@@ -109,7 +109,7 @@ class PypiSchema(EntrySchema):
         try:
             matcher = _matcher(versions, prereleases or deny)
         except InvalidSpecifier:
-            entry.error("versions", f"invalid PEP 440 specifier {versions!r} (e.g. \">=1.26,<3\" or \"==2.1.*\")")
+            entry.error("versions", f'invalid PEP 440 specifier {versions!r} (e.g. ">=1.26,<3" or "==2.1.*")')
             return None
         if name is None:
             return None
@@ -128,8 +128,8 @@ class PypiSchema(EntrySchema):
 
     def grant_target(self, grant: ExceptionGrant) -> Target:
         if not _PROJECT_NAME.match(grant.package):
-            raise ValueError(f"invalid project name {grant.package!r}")
+            raise InvalidGrant("package", f"invalid project name {grant.package!r}")
         try:
             return Target(normalize(grant.package), _matcher(grant.versions or None, False))
         except InvalidSpecifier as exc:
-            raise ValueError(f"invalid PEP 440 specifier {grant.versions!r}") from exc
+            raise InvalidGrant("versions", f"invalid PEP 440 specifier {grant.versions!r}") from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import difflib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from mirror.policy.interface import Diagnostic, Ecosystem, ExceptionGrant, VersionMatcher
@@ -166,7 +166,7 @@ class EntryReader:
             except ValueError:
                 day = None
             if day is not None and len(value.strip()) == 10:
-                return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+                return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
         self.error(key, f"{key!r} must be a date written YYYY-MM-DD, got {describe_type(value)}")
         return None
 

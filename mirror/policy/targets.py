@@ -12,8 +12,9 @@ Declared per environment in a PyPI allowlist file and inherited through `extends
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 _PYTHON = re.compile(r"^3\.(\d{1,2})$")
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(x86_64|aarch64)$")
@@ -42,14 +43,27 @@ class Target:
 
     def marker_environment(self) -> dict[str, str]:
         """PEP 508 marker variables on this target (CPython; a `.0` patch where only X.Y is known)."""
-        system, machine = {"manylinux": ("Linux", "linux"), "musllinux": ("Linux", "linux"), "macosx": ("Darwin", "darwin"),
-                           "win": ("Windows", "win32")}[self.platform.split("_", 1)[0]]
+        system, machine = {
+            "manylinux": ("Linux", "linux"),
+            "musllinux": ("Linux", "linux"),
+            "macosx": ("Darwin", "darwin"),
+            "win": ("Windows", "win32"),
+        }[self.platform.split("_", 1)[0]]
         found = re.search(r"(x86_64|aarch64|arm64)$", self.platform)
         arch = "AMD64" if self.platform == "win_amd64" else (found.group(1) if found else "")
-        return {"python_version": self.python, "python_full_version": f"{self.python}.0", "implementation_name": "cpython",
-                "platform_python_implementation": "CPython", "platform_system": system, "sys_platform": machine,
-                "platform_machine": "x86_64" if arch == "x86_64" else arch, "os_name": "nt" if system == "Windows" else "posix",
-                "platform_release": "", "platform_version": "", "implementation_version": f"{self.python}.0"}
+        return {
+            "python_version": self.python,
+            "python_full_version": f"{self.python}.0",
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "platform_system": system,
+            "sys_platform": machine,
+            "platform_machine": "x86_64" if arch == "x86_64" else arch,
+            "os_name": "nt" if system == "Windows" else "posix",
+            "platform_release": "",
+            "platform_version": "",
+            "implementation_version": f"{self.python}.0",
+        }
 
 
 @dataclass(frozen=True)
@@ -66,8 +80,11 @@ DEFAULT_TARGETS = Targets(python=("3.11",), platforms=("manylinux_2_28_x86_64",)
 
 
 def uv_platform(tag: str) -> str:
-    for pattern, render in ((_MANYLINUX, "{2}-manylinux_{0}_{1}"), (_MUSLLINUX, "{2}-unknown-linux-musl"),
-                            (_MACOS, "{2}-apple-darwin")):
+    for pattern, render in (
+        (_MANYLINUX, "{2}-manylinux_{0}_{1}"),
+        (_MUSLLINUX, "{2}-unknown-linux-musl"),
+        (_MACOS, "{2}-apple-darwin"),
+    ):
         match = pattern.match(tag)
         if match:
             return render.format(*(g.replace("arm64", "aarch64") for g in match.groups()))
@@ -86,8 +103,12 @@ def read_targets(raw: Any, error: Callable[[tuple[str, ...], str], None]) -> Tar
     pythons = raw.get("python", list(DEFAULT_TARGETS.python))
     platforms = raw.get("platforms", list(DEFAULT_TARGETS.platforms))
     good = True
-    if not isinstance(pythons, list) or not pythons or not all(isinstance(p, str) and _PYTHON.match(p) for p in pythons):
-        error(("python",), "'python' must list CPython versions as strings, e.g. [\"3.10\", \"3.11\"]")
+    if (
+        not isinstance(pythons, list)
+        or not pythons
+        or not all(isinstance(p, str) and _PYTHON.match(p) for p in pythons)
+    ):
+        error(("python",), '\'python\' must list CPython versions as strings, e.g. ["3.10", "3.11"]')
         good = False
     if not isinstance(platforms, list) or not platforms:
         error(("platforms",), "'platforms' must list wheel platform tags, e.g. [manylinux_2_28_x86_64]")
@@ -96,7 +117,10 @@ def read_targets(raw: Any, error: Callable[[tuple[str, ...], str], None]) -> Tar
         try:
             uv_platform(str(platform))
         except ValueError:
-            error(("platforms",), f"unknown platform tag {platform!r}: use manylinux_X_Y_ARCH, musllinux_X_Y_ARCH, "
-                                  "macosx_X_Y_ARCH or win_amd64")
+            error(
+                ("platforms",),
+                f"unknown platform tag {platform!r}: use manylinux_X_Y_ARCH, musllinux_X_Y_ARCH, "
+                "macosx_X_Y_ARCH or win_amd64",
+            )
             good = False
     return Targets(tuple(pythons), tuple(str(p) for p in platforms)) if good else None

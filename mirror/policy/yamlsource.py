@@ -38,7 +38,6 @@ _TOP_LEVEL_AFTER_NEWLINE = re.compile(r"\n([A-Za-z_][\w-]*)[ \t]*:(?=\s|$)")
 _ITEM_LINE = re.compile(r"\n([ ]*)-[ \t]")
 
 
-
 class YamlSyntaxError(Exception):
     def __init__(self, diagnostic: Diagnostic) -> None:
         self.diagnostic = diagnostic
@@ -109,13 +108,20 @@ def _parse_in_parts(text: str) -> tuple[dict[str, Any], dict[str, list[int]]] | 
     if text.startswith(("%", "---", "...")) or _DOCUMENT_MARKUP.search(text):
         return None
     keys = [(match.start(1) - 1, match.group(1)) for match in _TOP_LEVEL_AFTER_NEWLINE.finditer("\n" + text)]
-    blocks = [(begin, keys[number + 1][0] if number + 1 < len(keys) else len(text), key) for number, (begin, key) in enumerate(keys)]
+    blocks = [
+        (begin, keys[number + 1][0] if number + 1 < len(keys) else len(text), key)
+        for number, (begin, key) in enumerate(keys)
+    ]
     if not blocks:
         return None
     begin, end, key = max(blocks, key=lambda block: block[1] - block[0])
     key_line_end = text.find("\n", begin, end)
     first_item = _ITEM_LINE.search(text, key_line_end, end) if key_line_end >= 0 else None
-    if first_item is None or text[begin:key_line_end].rstrip() != key + ":" or text[key_line_end:first_item.start()].strip(" \t\n"):
+    if (
+        first_item is None
+        or text[begin:key_line_end].rstrip() != key + ":"
+        or text[key_line_end : first_item.start()].strip(" \t\n")
+    ):
         return None  # something on the key's line, or text that is not an entry before the first one
     item = "\n" + first_item.group(1) + "- "
     cuts = [first_item.start() + 1]
@@ -124,9 +130,11 @@ def _parse_in_parts(text: str) -> tuple[dict[str, Any], dict[str, list[int]]] | 
         if cut >= 0:
             cuts.append(cut + 1)
     cuts.append(end)
-    parts = [key + ":\n" + text[start:stop] for start, stop in zip(cuts, cuts[1:])]
-    skeleton = text[:cuts[0]] + text[end:]
-    from concurrent.futures import ThreadPoolExecutor  # only for files over 1 MB; with logging it costs a short command ~10 ms
+    parts = [key + ":\n" + text[start:stop] for start, stop in zip(cuts, cuts[1:], strict=False)]
+    skeleton = text[: cuts[0]] + text[end:]
+    from concurrent.futures import (
+        ThreadPoolExecutor,
+    )  # only for files over 1 MB; with logging it costs a short command ~10 ms
 
     with ThreadPoolExecutor(max_workers=min(len(parts) + 1, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(_loads_or_none, part) for part in (skeleton, *parts)]
@@ -136,7 +144,7 @@ def _parse_in_parts(text: str) -> tuple[dict[str, Any], dict[str, list[int]]] | 
     if not isinstance(value, dict) or key not in value or value[key] is not None:
         return None
     items: list[Any] = []
-    for piece, part in zip(pieces, parts):
+    for piece, part in zip(pieces, parts, strict=True):
         entries = piece.get(key) if isinstance(piece, dict) else None
         if not isinstance(entries, list) or len(entries) != part.count(item):  # the part starts "key:\n- "
             return None
@@ -159,7 +167,7 @@ def _syntax_diagnostic(file: str, text: str, message: str) -> Diagnostic:
         reason = message.strip().splitlines()[-1].strip()
         hint = ""
         if re.search(r":\s*[>*&!|%@`]", text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""):
-            hint = " (quote values that start with >, *, &, !, |, % or @, e.g. versions: \">=1.0\")"
+            hint = ' (quote values that start with >, *, &, !, |, % or @, e.g. versions: ">=1.0")'
         return Diagnostic(file, line, f"YAML syntax error: {reason}{hint}")
     # yaml-rs gives no position for duplicate keys: let PyYAML's composer find the line.
     lines = _compose_lines(text)
@@ -181,7 +189,7 @@ def _scan_item_lines(lines: list[str], keys: list[tuple[int, str]]) -> dict[str,
         item = _item_prefix(lines, first_line, last_line)
         if item is None:
             continue
-        block = lines[first_line + 1:last_line]
+        block = lines[first_line + 1 : last_line]
         starts = list(compress(count(first_line + 2), map(str.startswith, block, repeat((item + " ", item + "\t")))))
         if not starts:  # entries whose dash ends the line (`-` then the mapping)
             starts = [first_line + 2 + index for index, line in enumerate(block) if line.rstrip() == item]
@@ -192,8 +200,11 @@ def _scan_item_lines(lines: list[str], keys: list[tuple[int, str]]) -> dict[str,
 def _matching_counts(item_lines: dict[str, list[int]], value: dict[str, Any]) -> dict[str, list[int]]:
     """Keep the lists whose entry count agrees with the parsed value: a wrong guess never
     attaches a rule to the wrong line (the caller then asks PyYAML)."""
-    return {key: lines for key, lines in item_lines.items()
-            if isinstance(value.get(key), list) and len(value[key]) == len(lines)}
+    return {
+        key: lines
+        for key, lines in item_lines.items()
+        if isinstance(value.get(key), list) and len(value[key]) == len(lines)
+    }
 
 
 def _top_level_keys(lines: list[str]) -> list[tuple[int, str]]:
@@ -208,7 +219,7 @@ def _top_level_keys(lines: list[str]) -> list[tuple[int, str]]:
 
 def _item_prefix(lines: list[str], first: int, last: int) -> str | None:
     """The indentation plus `-` of the entries of the block between lines `first` and `last`."""
-    for line in lines[first + 1:last]:
+    for line in lines[first + 1 : last]:
         stripped = line.lstrip(" ")
         if stripped.startswith("-"):
             return " " * (len(line) - len(stripped)) + "-"
@@ -227,7 +238,7 @@ def _compose_lines(text: str) -> dict[Path, int]:
         return {}
     lines: dict[Path, int] = {}
 
-    def walk(node: "yaml.Node", path: Path) -> None:
+    def walk(node: yaml.Node, path: Path) -> None:
         lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()

@@ -6,7 +6,8 @@ and are checked against the hash either way. A mismatch is refused with a reason
 the file's metadata is no longer advertised (clients read the wheel instead). Without an upstream
 hash (`AIRLOCK_PYPI_METADATA=extract`), Airlock reads the `METADATA` member of the wheel itself: from
 devpi's verified copy when it holds one, else from the upstream's copy by byte ranges (as uv would),
-else from the whole wheel fetched through devpi and checked against the page's sha256. Served metadata is kept in memory (bounded by count and bytes) and on disk.
+else from the whole wheel fetched through devpi and checked against the page's sha256. Served
+metadata is kept in memory (bounded by count and bytes) and on disk.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import logging
 import os
 import zipfile
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import httpx
 from packaging.utils import canonicalize_name
@@ -62,7 +63,9 @@ class CoreMetadata:
         self._ranges.close()
 
     def view(self) -> MetadataView:
-        return MetadataView(self.extract, lambda: self._hashes, lambda: frozenset(self._distrusted), lambda: self._version)
+        return MetadataView(
+            self.extract, lambda: self._hashes, lambda: frozenset(self._distrusted), lambda: self._version
+        )
 
     async def get(self, link: FileLink, open_file: FileOpener) -> bytes:
         """The metadata of `link` (a wheel the page advertises metadata for); raises MetadataRefused.
@@ -84,10 +87,17 @@ class CoreMetadata:
             if expected is not None and actual != expected:
                 self._distrusted.add(link.relpath)
                 self._version += 1
-                log.warning("refusing the metadata of %s: its sha256 %s is not the %s the upstream's page gives",
-                            link.filename, actual, expected)
-                raise MetadataRefused(502, f"the metadata of {link.filename} does not match the sha256 the upstream's page "
-                                           "gives for it; Airlock refuses it (install reads the wheel instead: try again)")
+                log.warning(
+                    "refusing the metadata of %s: its sha256 %s is not the %s the upstream's page gives",
+                    link.filename,
+                    actual,
+                    expected,
+                )
+                raise MetadataRefused(
+                    502,
+                    f"the metadata of {link.filename} does not match the sha256 the upstream's page "
+                    "gives for it; Airlock refuses it (install reads the wheel instead: try again)",
+                ) from None
             await asyncio.to_thread(_write_atomically, on_disk, body)
         self._remember(link.relpath, body)
         return body
@@ -101,18 +111,27 @@ class CoreMetadata:
                 try:
                     return await asyncio.to_thread(self._from_ranges, link)
                 except (RangesUnsupported, httpx.HTTPError, MetadataRefused) as exc:
-                    log.info("reading %s's metadata by byte ranges failed (%s); fetching the whole wheel", link.filename, exc)
+                    log.info(
+                        "reading %s's metadata by byte ranges failed (%s); fetching the whole wheel", link.filename, exc
+                    )
             return await self._from_fetched_wheel(link, open_file)
         try:
             response = await open_file(f"{link.relpath}.metadata")
             await response.aread()
             await response.aclose()
         except httpx.HTTPError as exc:
-            raise MetadataRefused(503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again") from None
+            raise MetadataRefused(
+                503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again"
+            ) from None
         if response.status_code == 404:
-            raise MetadataRefused(404, f"the upstream index advertises metadata for {link.filename} but does not serve it")
+            raise MetadataRefused(
+                404, f"the upstream index advertises metadata for {link.filename} but does not serve it"
+            )
         if response.status_code != 200 or len(response.content) > MAX_METADATA:
-            raise MetadataRefused(503, f"the metadata of {link.filename} is unavailable (devpi answered {response.status_code}); try again")
+            raise MetadataRefused(
+                503,
+                f"the metadata of {link.filename} is unavailable (devpi answered {response.status_code}); try again",
+            )
         return response.content
 
     def _from_ranges(self, link: FileLink) -> bytes:
@@ -130,8 +149,10 @@ class CoreMetadata:
             response = await open_file(link.relpath)
             try:
                 if response.status_code != 200:
-                    raise MetadataRefused(404 if response.status_code == 404 else 503,
-                                          f"{link.filename} is unavailable upstream (devpi answered {response.status_code})")
+                    raise MetadataRefused(
+                        404 if response.status_code == 404 else 503,
+                        f"{link.filename} is unavailable upstream (devpi answered {response.status_code})",
+                    )
                 with open(temporary, "wb") as handle:
                     async for chunk in response.aiter_raw():
                         digest.update(chunk)
@@ -139,10 +160,15 @@ class CoreMetadata:
             finally:
                 await response.aclose()
             if link.sha256 and digest.hexdigest() != link.sha256:
-                raise MetadataRefused(502, f"{link.filename} from the upstream does not have the sha256 its page gives; Airlock refuses it")
+                raise MetadataRefused(
+                    502,
+                    f"{link.filename} from the upstream does not have the sha256 its page gives; Airlock refuses it",
+                )
             return await asyncio.to_thread(read_wheel_metadata, temporary, link.filename)
         except httpx.HTTPError as exc:
-            raise MetadataRefused(503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again") from None
+            raise MetadataRefused(
+                503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again"
+            ) from None
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -170,8 +196,11 @@ def read_wheel_metadata(wheel: Path | RangeFile, filename: str) -> bytes:
     parsed = parse_filename(filename)
     try:
         with zipfile.ZipFile(wheel) as archive:
-            candidates = [info for info in archive.infolist()
-                          if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")]
+            candidates = [
+                info
+                for info in archive.infolist()
+                if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
+            ]
             if parsed is not None:
                 named = [info for info in candidates if _dist_info_name(info.filename) == parsed[0]]
                 candidates = named or candidates

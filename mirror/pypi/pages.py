@@ -19,9 +19,10 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -115,7 +116,9 @@ class UpstreamFacts:
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > _MAX_UPSTREAM_PAGE:
-                        return FactsAnswer("unreadable", reason=f"the upstream's page is over {_MAX_UPSTREAM_PAGE >> 20} MiB")
+                        return FactsAnswer(
+                            "unreadable", reason=f"the upstream's page is over {_MAX_UPSTREAM_PAGE >> 20} MiB"
+                        )
                 content_type = response.headers.get("content-type", "")
         except httpx.HTTPError as exc:
             return FactsAnswer("unreachable", reason=f"the upstream index is unreachable ({exc.__class__.__name__})")
@@ -203,7 +206,9 @@ class ProjectPages:
             if answer.status == "missing":
                 return self._keep(project, CachedPage(None, time.monotonic(), missing=answer.reason))
             if answer.status == "unreadable":
-                raise PageUnavailable(f"the upstream's page for {project} cannot be read ({answer.reason}); Airlock withholds it")
+                raise PageUnavailable(
+                    f"the upstream's page for {project} cannot be read ({answer.reason}); Airlock withholds it"
+                )
             if answer.status == "found":
                 self._ingest(project)
             upstream = answer.page
@@ -224,7 +229,9 @@ class ProjectPages:
         if response.status_code != 200:
             if unreachable:
                 raise PageUnavailable(f"{unreachable}, and {project} is not cached")
-            raise PageUnavailable(f"the PyPI cache (devpi) could not load {project} (it answered {response.status_code})")
+            raise PageUnavailable(
+                f"the PyPI cache (devpi) could not load {project} (it answered {response.status_code})"
+            )
         try:
             devpi_page = parse_devpi_page(response.content)
         except ValueError:
@@ -239,8 +246,13 @@ class ProjectPages:
         if previous is not None and previous.digest == digest.digest():
             previous.fetched_at = time.monotonic()
             return previous
-        merged = with_upstream_facts(page, upstream, extract_metadata=metadata.extract,
-                                     metadata_hashes=metadata.hashes(), distrusted=metadata.distrusted())
+        merged = with_upstream_facts(
+            page,
+            upstream,
+            extract_metadata=metadata.extract,
+            metadata_hashes=metadata.hashes(),
+            distrusted=metadata.distrusted(),
+        )
         for filename, why in merged.withheld:
             log.warning("withholding %r of %s: %s", filename[:120], project, why, extra={"project": project})
         return self._keep(project, CachedPage(merged, time.monotonic(), digest.digest()))
@@ -250,7 +262,9 @@ class ProjectPages:
         if project not in self._ingesting:
             task = asyncio.create_task(self._client.get(f"/{INDEX}/+simple/{project}/", headers={"Accept": JSON_V1}))
             self._ingesting[project] = task
-            task.add_done_callback(lambda done: (self._ingesting.pop(project, None), done.exception() if not done.cancelled() else None))
+            task.add_done_callback(
+                lambda done: (self._ingesting.pop(project, None), done.exception() if not done.cancelled() else None)
+            )
 
     async def open_file(self, project: str, relpath: str, upstream_url: str | None = None) -> httpx.Response:
         """A streaming response for the file at devpi's `+f/{relpath}` (the caller closes it).
@@ -276,17 +290,19 @@ class ProjectPages:
 
     def _warm_up(self, project: str, relpath: str, ingestion: asyncio.Task) -> None:
         """Once devpi has read the project's page, have it fetch and keep the file."""
+
         async def fetch() -> None:
             await asyncio.wait([ingestion])
-            async with self._warming:
-                async with self._client.stream("GET", f"/{INDEX}/+f/{relpath}") as response:
-                    async for _ in response.aiter_raw():
-                        pass
+            async with self._warming, self._client.stream("GET", f"/{INDEX}/+f/{relpath}") as response:
+                async for _ in response.aiter_raw():
+                    pass
 
         if relpath not in self._warm and len(self._warm) < _MAX_PROJECTS:
             task = asyncio.create_task(fetch())
             self._warm[relpath] = task
-            task.add_done_callback(lambda done: (self._warm.pop(relpath, None), done.exception() if not done.cancelled() else None))
+            task.add_done_callback(
+                lambda done: (self._warm.pop(relpath, None), done.exception() if not done.cancelled() else None)
+            )
 
     def _keep(self, project: str, entry: CachedPage) -> CachedPage:
         self._cache[project] = entry

@@ -51,7 +51,7 @@ class RangeFile(io.RawIOBase):
         while len(data) < wanted:
             block = (self._position + len(data)) // _BLOCK
             start = (self._position + len(data)) - block * _BLOCK
-            data += self._block(block)[start:start + wanted - len(data)]
+            data += self._block(block)[start : start + wanted - len(data)]
         buffer[:wanted] = data
         self._position += wanted
         return wanted

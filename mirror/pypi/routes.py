@@ -7,18 +7,20 @@ parses to that project, and the policy allows its version — checked again on e
 
 from __future__ import annotations
 
-import re
 import hashlib
 import logging
+import re
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, AsyncIterator
+from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, Request
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from mirror.children.devpi import INDEX
+from mirror.observability import DECISIONS, UPSTREAM_ERRORS
+from mirror.parts import AllowlistDep
 from mirror.policy import Allowlist, Ecosystem
 from mirror.pypi.metadata import CoreMetadata, MetadataRefused
 from mirror.pypi.pages import CachedPage, PageUnavailable, ProjectPages
@@ -35,7 +37,6 @@ from mirror.pypi.simple import (
     render_json,
     safe_relpath,
 )
-from mirror.observability import DECISIONS, UPSTREAM_ERRORS
 from mirror.refusals import REASON_HEADER, header_safe, refusal
 
 router = APIRouter(prefix="/pypi/{env}", tags=["pypi"])
@@ -47,21 +48,22 @@ _IMMUTABLE = "max-age=365000000, immutable, public"
 _SMALL_FILE = 1 << 20
 
 
-def current_allowlist(request: Request) -> Allowlist:
-    return request.app.state.policy.current()
-
-
 def project_pages(request: Request) -> ProjectPages:
-    return request.app.state.pypi_pages
+    return request.app.state.parts.pypi_pages
 
 
 def core_metadata(request: Request) -> CoreMetadata:
-    return request.app.state.pypi_metadata
+    return request.app.state.parts.pypi_metadata
 
 
-AllowlistDep = Annotated[Allowlist, Depends(current_allowlist)]
+def stored_files(request: Request) -> Path | None:
+    """devpi's store of verified files, or None (no devpi on this machine)."""
+    return request.app.state.parts.devpi_files
+
+
 PagesDep = Annotated[ProjectPages, Depends(project_pages)]
 MetadataDep = Annotated[CoreMetadata, Depends(core_metadata)]
+StoredFilesDep = Annotated["Path | None", Depends(stored_files)]
 
 
 def _unknown_environment(allowlist: Allowlist, env: str) -> Response | None:
@@ -69,7 +71,9 @@ def _unknown_environment(allowlist: Allowlist, env: str) -> Response | None:
     if env in known:
         return None
     names = ", ".join(known) or "none: allowlists/pypi.yaml is missing"
-    return refusal(404, f"unknown environment {env!r}; known environments: {names} (use /pypi/ENV/simple/)", route="pypi")
+    return refusal(
+        404, f"unknown environment {env!r}; known environments: {names} (use /pypi/ENV/simple/)", route="pypi"
+    )
 
 
 def _normalized(project: str) -> str:
@@ -119,8 +123,12 @@ async def project_page(env: str, project: str, request: Request, allowlist: Allo
         UPSTREAM_ERRORS.labels("pypi").inc()
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi", subject=project)
     if cached.page is None:
-        return refusal(404, f"{project} is allowed for {env}, but {cached.missing or 'the upstream index has no such project'}",
-                       route="pypi", subject=project)
+        return refusal(
+            404,
+            f"{project} is allowed for {env}, but {cached.missing or 'the upstream index has no such project'}",
+            route="pypi",
+            subject=project,
+        )
     body, withheld, reason = _rendered(cached, allowlist, env, project, media)
     headers = {"Vary": "Accept", "X-Airlock-Withheld": str(withheld)}
     if reason:
@@ -132,7 +140,11 @@ def _quarantined(project: str, media: str, reason: str) -> Response:
     log.info("refused pypi %s: %s", project, reason, extra={"status": 200, "route": "pypi", "subject": project})
     status = ProjectStatus("quarantined", reason)
     body = render_json(project, [], status) if media == JSON_V1 else render_html(project, [], status)
-    return Response(body, media_type=media, headers={"Vary": "Accept", REASON_HEADER: header_safe(reason), "X-Airlock-Withheld": "0"})
+    return Response(
+        body,
+        media_type=media,
+        headers={"Vary": "Accept", REASON_HEADER: header_safe(reason), "X-Airlock-Withheld": "0"},
+    )
 
 
 def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, media: str) -> tuple[bytes, int, str]:
@@ -142,12 +154,16 @@ def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, 
     if found is None:
         page = cached.page
         assert page is not None
-        files = allowed_files(page, project, lambda version: allowlist.decide(Ecosystem.PYPI, env, project, version).allowed)
+        files = allowed_files(
+            page, project, lambda version: allowlist.decide(Ecosystem.PYPI, env, project, version).allowed
+        )
         withheld = len(page.files) - len(files) + len(page.withheld)
         reasons = []
         if len(page.files) > len(files):
-            reasons.append(f"{len(page.files) - len(files)} file(s) of {project} withheld: their versions are not allowed "
-                           f"for {env} (airlock allowlist explain pypi {project}==VERSION --env {env})")
+            reasons.append(
+                f"{len(page.files) - len(files)} file(s) of {project} withheld: their versions are not allowed "
+                f"for {env} (airlock allowlist explain pypi {project}==VERSION --env {env})"
+            )
         if page.withheld:
             reasons.append(f"{len(page.withheld)} file(s) withheld: {page.withheld[0][1]}")
         reason = "; ".join(reasons)
@@ -162,15 +178,28 @@ def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, 
     return found
 
 
-@router.api_route("/files/{project}/{relpath:path}", methods=["GET", "HEAD"],
-                  summary="A package file (or its PEP 658 metadata), if allowed; byte ranges for files Airlock holds")
-async def package_file(env: str, project: str, relpath: str, request: Request, allowlist: AllowlistDep, pages: PagesDep,
-                       metadata: MetadataDep) -> Response:
+@router.api_route(
+    "/files/{project}/{relpath:path}",
+    methods=["GET", "HEAD"],
+    summary="A package file (or its PEP 658 metadata), if allowed; byte ranges for files Airlock holds",
+)
+async def package_file(
+    env: str,
+    project: str,
+    relpath: str,
+    request: Request,
+    allowlist: AllowlistDep,
+    pages: PagesDep,
+    metadata: MetadataDep,
+    store: StoredFilesDep,
+) -> Response:
     problem = _unknown_environment(allowlist, env)
     if problem is not None:
         return problem
     if not _PROJECT.match(project) or _normalized(project) != project or not safe_relpath(relpath):
-        return refusal(404, "no such file: file URLs come from the project pages", route="pypi-files", subject=relpath[:300])
+        return refusal(
+            404, "no such file: file URLs come from the project pages", route="pypi-files", subject=relpath[:300]
+        )
     filename = relpath.rsplit("/", 1)[-1]
     file_relpath = relpath.removesuffix(".metadata")
     parsed = parse_filename(file_relpath.rsplit("/", 1)[-1])
@@ -189,10 +218,17 @@ async def package_file(env: str, project: str, relpath: str, request: Request, a
         return refusal(503, f"{exc}; try again when the upstream is reachable", route="pypi-files", subject=filename)
     link = cached.page.link(file_relpath) if cached.page is not None else None
     if link is None:
-        return refusal(404, f"{filename} is not listed on {project}'s page upstream", route="pypi-files", subject=filename)
+        return refusal(
+            404, f"{filename} is not listed on {project}'s page upstream", route="pypi-files", subject=filename
+        )
     if relpath.endswith(".metadata"):
         if not link.core_metadata:
-            return refusal(404, f"no metadata is served for {link.filename}: read it from the file", route="pypi-files", subject=filename)
+            return refusal(
+                404,
+                f"no metadata is served for {link.filename}: read it from the file",
+                route="pypi-files",
+                subject=filename,
+            )
         try:
             body = await metadata.get(link, lambda relpath: pages.open_file(project, relpath))
         except MetadataRefused as exc:
@@ -200,12 +236,16 @@ async def package_file(env: str, project: str, relpath: str, request: Request, a
                 pages.forget(project)
             return refusal(exc.status, exc.reason, route="pypi-files", subject=filename)
         return Response(body, media_type="application/octet-stream", headers={"Cache-Control": _IMMUTABLE})
-    stored = _stored_file(request, relpath)
+    stored = _stored_file(store, relpath)
     if stored is not None:
         headers = {"Cache-Control": _IMMUTABLE}
         if stored.stat().st_size <= _SMALL_FILE and "range" not in request.headers and request.method == "GET":
             # one read beats FileResponse's threaded chunks
-            return Response(stored.read_bytes(), media_type="application/octet-stream", headers={**headers, "Accept-Ranges": "bytes"})
+            return Response(
+                stored.read_bytes(),
+                media_type="application/octet-stream",
+                headers={**headers, "Accept-Ranges": "bytes"},
+            )
         return PackageFileResponse(stored, media_type="application/octet-stream", headers=headers)
     if request.method == "HEAD":
         # Not held yet: no byte ranges (uv then downloads the whole file, which devpi keeps)
@@ -221,14 +261,13 @@ class PackageFileResponse(FileResponse):
     chunk_size = 1 << 20
 
 
-def _stored_file(request: Request, relpath: str) -> Path | None:
+def _stored_file(root: Path | None, relpath: str) -> Path | None:
     """The file in devpi's store, if devpi has already fetched and verified it.
 
     devpi writes each file under a temporary name and renames it into place once complete, and
     the path carries the file's hash, so a file that exists there is whole and immutable.
     Serving it from disk skips a second HTTP hop; anything not yet stored goes through devpi.
     """
-    root: Path | None = request.app.state.devpi_files
     if root is None:
         return None
     path = root / relpath
@@ -240,15 +279,28 @@ async def _stream_from_devpi(pages: ProjectPages, project: str, link: FileLink) 
     try:
         upstream = await pages.open_file(project, link.relpath, link.upstream_url)
     except httpx.HTTPError as exc:
-        return refusal(503, f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again", route="pypi-files", subject=filename)
+        return refusal(
+            503,
+            f"the PyPI cache (devpi) did not answer ({exc.__class__.__name__}); try again",
+            route="pypi-files",
+            subject=filename,
+        )
     if upstream.status_code != 200:
         await upstream.aclose()
         if upstream.status_code == 404:
-            return refusal(404, f"{filename}: the upstream index no longer has this file", route="pypi-files", subject=filename)
-        return refusal(503, f"{filename}: the upstream index is unreachable and the file is not cached (devpi answered {upstream.status_code})",
-                       route="pypi-files", subject=filename)
+            return refusal(
+                404, f"{filename}: the upstream index no longer has this file", route="pypi-files", subject=filename
+            )
+        return refusal(
+            503,
+            f"{filename}: the upstream index is unreachable and the file is not cached (devpi answered {upstream.status_code})",
+            route="pypi-files",
+            subject=filename,
+        )
     headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
-    return StreamingResponse(_verified(upstream.aiter_raw(), link), headers=headers, background=BackgroundTask(upstream.aclose))
+    return StreamingResponse(
+        _verified(upstream.aiter_raw(), link), headers=headers, background=BackgroundTask(upstream.aclose)
+    )
 
 
 class HashMismatch(Exception):
@@ -266,8 +318,12 @@ async def _verified(chunks: AsyncIterator[bytes], link: FileLink) -> AsyncIterat
         digest.update(chunk)
         held = chunk
     if link.sha256 and digest.hexdigest() != link.sha256:
-        log.warning("cut %s short: its sha256 %s is not the page's %s (the upstream serves other bytes than it lists)",
-                    link.filename, digest.hexdigest(), link.sha256)
+        log.warning(
+            "cut %s short: its sha256 %s is not the page's %s (the upstream serves other bytes than it lists)",
+            link.filename,
+            digest.hexdigest(),
+            link.sha256,
+        )
         raise HashMismatch(link.filename)
     if held is not None:
         yield held

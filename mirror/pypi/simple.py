@@ -12,9 +12,10 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -112,8 +113,12 @@ def parse_filename(filename: str) -> tuple[str, str] | None:
 def safe_relpath(relpath: str) -> bool:
     """devpi's file paths are hex directories plus a file name: anything else is refused."""
     *directories, filename = relpath.split("/")
-    return (bool(directories) and all(_SEGMENT.match(d) for d in directories) and bool(_FILENAME.match(filename))
-            and len(filename.encode()) <= MAX_FILENAME + len(".metadata"))
+    return (
+        bool(directories)
+        and all(_SEGMENT.match(d) for d in directories)
+        and bool(_FILENAME.match(filename))
+        and len(filename.encode()) <= MAX_FILENAME + len(".metadata")
+    )
 
 
 def parse_devpi_page(body: bytes) -> ProjectPage:
@@ -130,8 +135,15 @@ def parse_devpi_page(body: bytes) -> ProjectPage:
         sha256 = (item.get("hashes") or {}).get("sha256")
         if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
             continue
-        files.append(FileLink(filename=filename, relpath=relpath, sha256=sha256,
-                              requires_python=item.get("requires-python"), yanked=item.get("yanked") or False))
+        files.append(
+            FileLink(
+                filename=filename,
+                relpath=relpath,
+                sha256=sha256,
+                requires_python=item.get("requires-python"),
+                yanked=item.get("yanked") or False,
+            )
+        )
     return ProjectPage(name=canonicalize_name(data.get("name", "")), files=tuple(files))
 
 
@@ -159,8 +171,11 @@ def versions_of(files: list[FileLink]) -> list[str]:
 def render_json(project: str, files: list[FileLink], status: ProjectStatus = ProjectStatus()) -> bytes:
     entries = []
     for link in files:
-        entry: dict[str, Any] = {"filename": link.filename, "url": file_url(project, link),
-                                 "hashes": {"sha256": link.sha256} if link.sha256 else {}}
+        entry: dict[str, Any] = {
+            "filename": link.filename,
+            "url": file_url(project, link),
+            "hashes": {"sha256": link.sha256} if link.sha256 else {},
+        }
         if link.requires_python is not None:
             entry["requires-python"] = link.requires_python
         if link.yanked:
@@ -173,8 +188,12 @@ def render_json(project: str, files: list[FileLink], status: ProjectStatus = Pro
         if link.upload_time is not None:
             entry["upload-time"] = link.upload_time
         entries.append(entry)
-    document: dict[str, Any] = {"meta": {"api-version": API_VERSION}, "name": project, "files": entries,
-                                "versions": versions_of(files)}
+    document: dict[str, Any] = {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "files": entries,
+        "versions": versions_of(files),
+    }
     if status.status != "active":
         document["project-status"] = {"status": status.status, **({"reason": status.reason} if status.reason else {})}
     return json.dumps(document, separators=(",", ":")).encode()
@@ -187,7 +206,9 @@ def render_html(project: str, files: list[FileLink], status: ProjectStatus = Pro
         head.append(f'<meta name="pypi:project-status" content="{html.escape(status.status)}">')
         if status.reason:
             head.append(f'<meta name="pypi:project-status-reason" content="{html.escape(status.reason)}">')
-    lines = [f"<!DOCTYPE html>\n<html><head>{''.join(head)}<title>Links for {name}</title></head><body><h1>Links for {name}</h1>"]
+    lines = [
+        f"<!DOCTYPE html>\n<html><head>{''.join(head)}<title>Links for {name}</title></head><body><h1>Links for {name}</h1>"
+    ]
     for link in files:
         fragment = f"#sha256={link.sha256}" if link.sha256 else ""
         attributes = [f'href="{html.escape(file_url(project, link) + fragment)}"']
@@ -198,7 +219,9 @@ def render_html(project: str, files: list[FileLink], status: ProjectStatus = Pro
             attributes.append(f'data-yanked="{html.escape(reason)}"')
         if link.core_metadata:
             value = f"sha256={link.core_metadata}" if isinstance(link.core_metadata, str) else "true"
-            attributes.append(f'data-dist-info-metadata="{html.escape(value)}" data-core-metadata="{html.escape(value)}"')
+            attributes.append(
+                f'data-dist-info-metadata="{html.escape(value)}" data-core-metadata="{html.escape(value)}"'
+            )
         lines.append(f"<a {' '.join(attributes)}>{html.escape(link.filename)}</a><br>")
     lines.append("</body></html>\n")
     return "\n".join(lines).encode()
@@ -206,11 +229,14 @@ def render_html(project: str, files: list[FileLink], status: ProjectStatus = Pro
 
 def render_index(projects: list[str], as_json: bool) -> bytes:
     if as_json:
-        return json.dumps({"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]},
-                          separators=(",", ":")).encode()
+        return json.dumps(
+            {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}, separators=(",", ":")
+        ).encode()
     links = "\n".join(f'<a href="{html.escape(p)}/">{html.escape(p)}</a><br>' for p in projects)
-    return (f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
-            f"<title>Simple index</title></head><body>\n{links}\n</body></html>\n").encode()
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
+        f"<title>Simple index</title></head><body>\n{links}\n</body></html>\n"
+    ).encode()
 
 
 @lru_cache(maxsize=1024)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
@@ -25,8 +26,11 @@ ACCEPT = f"{JSON_V1}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.0
 MAX_FILE_SIZE = 1 << 40
 """1 TiB: no package is larger; a bigger `size` is a broken or hostile page."""
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
-_HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha384": re.compile(r"^[0-9a-f]{96}$"),
-        "sha512": re.compile(r"^[0-9a-f]{128}$")}
+_HEX = {
+    "sha256": re.compile(r"^[0-9a-f]{64}$"),
+    "sha384": re.compile(r"^[0-9a-f]{96}$"),
+    "sha512": re.compile(r"^[0-9a-f]{128}$"),
+}
 _STATUSES = frozenset({"active", "archived", "quarantined", "deprecated"})
 
 
@@ -60,8 +64,13 @@ class UpstreamPage:
 
 def page_to_json(page: UpstreamPage) -> dict:
     """A parsed page as JSON, to keep on disk (`page_from_json` reads it back)."""
-    return {"name": page.name, "files": [asdict(f) for f in page.files.values()], "withheld": dict(page.withheld),
-            "status": page.status, "status_reason": page.status_reason}
+    return {
+        "name": page.name,
+        "files": [asdict(f) for f in page.files.values()],
+        "withheld": dict(page.withheld),
+        "status": page.status,
+        "status_reason": page.status_reason,
+    }
 
 
 def page_from_json(data: dict) -> UpstreamPage:
@@ -114,10 +123,15 @@ def _file_from_json(item: dict[str, Any], page_url: str) -> UpstreamFile:
         raise ValueError("its 'hashes' is not a mapping")
     metadata = item.get("core-metadata", item.get("dist-info-metadata", False))
     return UpstreamFile(
-        filename=filename, url=_absolute(page_url, item.get("url")), sha256=_checked_hashes(hashes),
-        size=_checked_size(item.get("size")), upload_time=_checked_time(item.get("upload-time")),
-        metadata=_checked_metadata(metadata), yanked=_checked_yanked(item.get("yanked", False)),
-        requires_python=_checked_text(item.get("requires-python"), "requires-python"))
+        filename=filename,
+        url=_absolute(page_url, item.get("url")),
+        sha256=_checked_hashes(hashes),
+        size=_checked_size(item.get("size")),
+        upload_time=_checked_time(item.get("upload-time")),
+        metadata=_checked_metadata(metadata),
+        yanked=_checked_yanked(item.get("yanked", False)),
+        requires_python=_checked_text(item.get("requires-python"), "requires-python"),
+    )
 
 
 class _AnchorCollector(HTMLParser):
@@ -166,15 +180,21 @@ def _parse_html(body: bytes, url: str) -> UpstreamPage:
         try:
             name, _, digest = fragment.partition("=")
             files[filename] = UpstreamFile(
-                filename=_checked_filename(filename), url=_absolute(base, location),
+                filename=_checked_filename(filename),
+                url=_absolute(base, location),
                 sha256=_checked_hashes({name: digest} if fragment else {}),
                 metadata=_html_metadata(attributes),
                 yanked=_checked_yanked(attributes["data-yanked"] or True) if "data-yanked" in attributes else False,
-                requires_python=_checked_text(attributes.get("data-requires-python"), "data-requires-python"))
+                requires_python=_checked_text(attributes.get("data-requires-python"), "data-requires-python"),
+            )
         except ValueError as exc:
             withheld[filename[:300]] = str(exc)
-    status, reason = _status({"status": collector.meta.get("pypi:project-status", "active"),
-                              "reason": collector.meta.get("pypi:project-status-reason")})
+    status, reason = _status(
+        {
+            "status": collector.meta.get("pypi:project-status", "active"),
+            "reason": collector.meta.get("pypi:project-status-reason"),
+        }
+    )
     return UpstreamPage(canonicalize_name(url.rstrip("/").rsplit("/", 1)[-1]), files, withheld, status, reason)
 
 
@@ -235,7 +255,7 @@ def _checked_time(value: Any) -> str | None:
         raise ValueError(f"its upload-time {value[:40]!r} is not ISO 8601") from None
     if parsed.tzinfo is None:
         raise ValueError(f"its upload-time {value[:40]!r} has no time zone")
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _checked_yanked(value: Any) -> bool | str:
@@ -278,13 +298,26 @@ def page_from_upstream(upstream: UpstreamPage) -> ProjectPage | None:
     for facts in upstream.files.values():
         if facts.sha256 is None:
             return None
-        links.append(FileLink(filename=facts.filename, relpath=f"{facts.sha256[:3]}/{facts.sha256[3:16]}/{facts.filename}",
-                              sha256=facts.sha256, requires_python=facts.requires_python, yanked=facts.yanked))
+        links.append(
+            FileLink(
+                filename=facts.filename,
+                relpath=f"{facts.sha256[:3]}/{facts.sha256[3:16]}/{facts.filename}",
+                sha256=facts.sha256,
+                requires_python=facts.requires_python,
+                yanked=facts.yanked,
+            )
+        )
     return ProjectPage(upstream.name, tuple(links))
 
 
-def with_upstream_facts(page: ProjectPage, upstream: UpstreamPage | None, *, extract_metadata: bool,
-                        metadata_hashes: Mapping[str, str], distrusted: frozenset[str] = frozenset()) -> ProjectPage:
+def with_upstream_facts(
+    page: ProjectPage,
+    upstream: UpstreamPage | None,
+    *,
+    extract_metadata: bool,
+    metadata_hashes: Mapping[str, str],
+    distrusted: frozenset[str] = frozenset(),
+) -> ProjectPage:
     """devpi's links with what the upstream says of each file merged in.
 
     `upstream` None: the upstream's page is not known (unreachable, never fetched); the links stay as
@@ -295,9 +328,16 @@ def with_upstream_facts(page: ProjectPage, upstream: UpstreamPage | None, *, ext
     advertised for them again: clients read the wheel instead).
     """
     if upstream is not None and upstream.status == "quarantined":
-        reason = f"the upstream index quarantines {page.name}" + (f": {upstream.status_reason}" if upstream.status_reason else "")
-        return ProjectPage(page.name, (), withheld=tuple((f.filename, reason) for f in page.files),
-                           status="quarantined", status_reason=reason)
+        reason = f"the upstream index quarantines {page.name}" + (
+            f": {upstream.status_reason}" if upstream.status_reason else ""
+        )
+        return ProjectPage(
+            page.name,
+            (),
+            withheld=tuple((f.filename, reason) for f in page.files),
+            status="quarantined",
+            status_reason=reason,
+        )
     links: list[FileLink] = []
     withheld: list[tuple[str, str]] = []
     for link in page.files:
@@ -308,22 +348,32 @@ def with_upstream_facts(page: ProjectPage, upstream: UpstreamPage | None, *, ext
         if facts is not None and facts.sha256 and link.sha256 and facts.sha256 != link.sha256:
             withheld.append((link.filename, "the upstream's page and devpi's copy give different sha256 hashes"))
             continue
-        links.append(FileLink(
-            filename=link.filename, relpath=link.relpath, sha256=link.sha256,
-            requires_python=facts.requires_python if facts is not None else link.requires_python,
-            yanked=facts.yanked if facts is not None else link.yanked,
-            core_metadata=_advertised_metadata(link, facts, extract_metadata, metadata_hashes, distrusted),
-            size=facts.size if facts is not None else None,
-            upload_time=facts.upload_time if facts is not None else None,
-            upstream_url=facts.url if facts is not None else None))
+        links.append(
+            FileLink(
+                filename=link.filename,
+                relpath=link.relpath,
+                sha256=link.sha256,
+                requires_python=facts.requires_python if facts is not None else link.requires_python,
+                yanked=facts.yanked if facts is not None else link.yanked,
+                core_metadata=_advertised_metadata(link, facts, extract_metadata, metadata_hashes, distrusted),
+                size=facts.size if facts is not None else None,
+                upload_time=facts.upload_time if facts is not None else None,
+                upstream_url=facts.url if facts is not None else None,
+            )
+        )
     if upstream is not None:  # entries the upstream lists that Airlock cannot use, on devpi's page or not
         named = {filename for filename, _ in withheld}
-        withheld += [(name, f"the upstream's entry is unusable: {why}") for name, why in upstream.withheld.items() if name not in named]
+        withheld += [
+            (name, f"the upstream's entry is unusable: {why}")
+            for name, why in upstream.withheld.items()
+            if name not in named
+        ]
     return ProjectPage(page.name, tuple(links), withheld=tuple(withheld))
 
 
-def _advertised_metadata(link: FileLink, facts: UpstreamFile | None, extract: bool,
-                         known: Mapping[str, str], distrusted: frozenset[str]) -> bool | str:
+def _advertised_metadata(
+    link: FileLink, facts: UpstreamFile | None, extract: bool, known: Mapping[str, str], distrusted: frozenset[str]
+) -> bool | str:
     if not link.filename.endswith(".whl") or link.relpath in distrusted:
         return False
     if facts is not None and facts.metadata:

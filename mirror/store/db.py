@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mirror.store import SCHEMA_HEAD, SQLITE_PRAGMAS
@@ -59,8 +58,11 @@ class Database:
         # Reads whose statements each stand alone need no transaction. On PostgreSQL its BEGIN and
         # ROLLBACK are two more round trips, which made the API's list 1.7 ms instead of 1.0 ms;
         # the option engine shares the pool and sets psycopg's client-side autocommit flag.
-        self._statement_sessions = self._read_sessions if url.startswith("sqlite") else sessionmaker(
-            self.read_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        self._statement_sessions = (
+            self._read_sessions
+            if url.startswith("sqlite")
+            else sessionmaker(self.read_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        )
         # SQLite has one writer at a time; when a second one finds the lock taken, sqlite3's busy
         # handler sleeps in steps of up to 100 ms. Queueing the process's writers on a lock
         # instead hands the database over at once (other processes still use the busy handler).
@@ -74,8 +76,10 @@ class Database:
         except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
             shown = make_url(self.url).render_as_string(hide_password=True)
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-            raise DatabaseUnavailable(f"cannot use the database {shown}: {detail} "
-                                      "(check AIRLOCK_DATABASE_URL and that the server is up; PostgreSQL databases must be UTF8)") from None
+            raise DatabaseUnavailable(
+                f"cannot use the database {shown}: {detail} "
+                "(check AIRLOCK_DATABASE_URL and that the server is up; PostgreSQL databases must be UTF8)"
+            ) from None
 
     def _migrate(self) -> None:
         if self.schema_revision() == SCHEMA_HEAD:

@@ -2,7 +2,7 @@
 
 Used by the tests and by `bench/pypi.py`. Everything is written to a folder laid out as
 `simple/{project}/index.html` (PEP 503), `simple/{project}/index.json` (PEP 691 with PEP 700 `size`,
-`upload-time` and `versions`) and `files/{filename}`; `tests.upstream.pypi_index` serves it as an
+`upload-time` and `versions`) and `files/{filename}`; `testkit.pypi_index` serves it as an
 index does (JSON or HTML by Accept, byte ranges), a static server as a plain mirror does.
 
 Each release chooses its quirks: whether the upstream serves PEP 658 metadata for it (the public
@@ -164,15 +164,23 @@ class Upstream:
             (files / release.filename).write_bytes(data)
             digest = hashlib.sha256(data if release.lie != "hash" else data + b"lie").hexdigest()
             attributes = [f'href="../../files/{release.filename}#sha256={digest}"']
-            entry: dict = {"filename": release.filename, "url": f"../../files/{release.filename}", "hashes": {"sha256": digest},
-                           "size": len(data)}
+            entry: dict = {
+                "filename": release.filename,
+                "url": f"../../files/{release.filename}",
+                "hashes": {"sha256": digest},
+                "size": len(data),
+            }
             if release.upload_time is not None:
                 entry["upload-time"] = release.upload_time
             if release.kind == "wheel" and release.metadata:
                 metadata = _metadata(release).encode()
                 (files / f"{release.filename}.metadata").write_bytes(metadata)
-                advertised = hashlib.sha256(metadata if release.lie != "metadata-hash" else metadata + b"lie").hexdigest()
-                attributes.append(f'data-dist-info-metadata="sha256={advertised}" data-core-metadata="sha256={advertised}"')
+                advertised = hashlib.sha256(
+                    metadata if release.lie != "metadata-hash" else metadata + b"lie"
+                ).hexdigest()
+                attributes.append(
+                    f'data-dist-info-metadata="sha256={advertised}" data-core-metadata="sha256={advertised}"'
+                )
                 entry["core-metadata"] = entry["dist-info-metadata"] = {"sha256": advertised}
             if release.requires_python:
                 attributes.append(f'data-requires-python="{html.escape(release.requires_python)}"')
@@ -185,20 +193,34 @@ class Upstream:
         for project, links in pages.items():
             (simple / project).mkdir(parents=True, exist_ok=True)
             (simple / project / "index.html").write_text(
-                f"<!DOCTYPE html><html><body><h1>Links for {project}</h1>\n" + "\n".join(link for link, _ in links) + "\n</body></html>\n"
+                f"<!DOCTYPE html><html><body><h1>Links for {project}</h1>\n"
+                + "\n".join(link for link, _ in links)
+                + "\n</body></html>\n"
             )
             if project in self.html_only:
                 (simple / project / "index.json").unlink(missing_ok=True)
                 continue
-            versions = sorted({str(parse_filename(e["filename"])[1]) for _, e in links if parse_filename(e["filename"])}, key=Version)
-            (simple / project / "index.json").write_text(json.dumps(
-                {"meta": {"api-version": "1.1"}, "name": project, "files": [e for _, e in links], "versions": versions}))
+            versions = sorted(
+                {str(parse_filename(e["filename"])[1]) for _, e in links if parse_filename(e["filename"])}, key=Version
+            )
+            (simple / project / "index.json").write_text(
+                json.dumps(
+                    {
+                        "meta": {"api-version": "1.1"},
+                        "name": project,
+                        "files": [e for _, e in links],
+                        "versions": versions,
+                    }
+                )
+            )
         for project, (content_type, body) in self.raw_pages.items():
             (simple / project).mkdir(parents=True, exist_ok=True)
             (simple / project / "raw").write_bytes(content_type.encode() + b"\n" + body)
         index = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(set(pages) | set(self.raw_pages)))
         (simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{index}</body></html>\n")
-        (self.root / "_server.json").write_text(json.dumps({"index_delay": self.index_delay, "page_delays": self.page_delays}))
+        (self.root / "_server.json").write_text(
+            json.dumps({"index_delay": self.index_delay, "page_delays": self.page_delays})
+        )
 
     def file_bytes(self, filename: str) -> bytes:
         return (self.root / "files" / filename).read_bytes()

@@ -9,9 +9,9 @@ import sys
 import httpx
 
 from mirror.allowlist_files import load_allowlist
-from mirror.cli.tables import render_table
 from mirror.policy import InvalidAllowlist
 from mirror.settings import ConfigurationError, Settings, load_settings
+from mirror.terminal import render_table
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,13 +37,13 @@ def run_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 2
-    from mirror.service import run_service  # the service's imports are heavy; other commands skip them
+    from mirror.server import run_service  # the service's imports are heavy; other commands skip them
 
     return run_service(settings)
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from mirror.service import client_settings
+    from mirror.server import client_settings
 
     settings = _settings(args)
     if settings is None:
@@ -52,7 +52,11 @@ def run_status(args: argparse.Namespace) -> int:
         response = httpx.get(f"http://{settings.listen}/readyz", timeout=5.0)
         readiness = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        readiness = {"ready": False, "parts": {}, "error": f"Airlock does not answer on {settings.listen} ({exc.__class__.__name__}); start it with `airlock up`"}
+        readiness = {
+            "ready": False,
+            "parts": {},
+            "error": f"Airlock does not answer on {settings.listen} ({exc.__class__.__name__}); start it with `airlock up`",
+        }
     try:
         allowlist = load_allowlist([settings.allowlists])
     except InvalidAllowlist:
@@ -64,18 +68,29 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"Airlock at {settings.base_url}: {'ready' if readiness.get('ready') else 'NOT READY'}")
     if "error" in readiness:
         print(f"  {readiness['error']}")
-    rows = [[name, "yes" if part.get("healthy") else "NO", ", ".join(f"{k}={v}" for k, v in part.items() if k != "healthy")]
-            for name, part in readiness.get("parts", {}).items()]
+    rows = [
+        [name, "yes" if part.get("healthy") else "NO", ", ".join(f"{k}={v}" for k, v in part.items() if k != "healthy")]
+        for name, part in readiness.get("parts", {}).items()
+    ]
     if rows:
         print(render_table(["PART", "HEALTHY", "DETAIL"], rows))
     for row in clients:
-        print(f"\n[{row['environment']}]\n  pip: {row['pip']}\n  uv:  {row['uv']}\n  conda: {row['conda']}\n  docker: {row['docker']}")
+        print(
+            f"\n[{row['environment']}]\n  pip: {row['pip']}\n  uv:  {row['uv']}\n  conda: {row['conda']}\n  docker: {row['docker']}"
+        )
     return 0 if readiness.get("ready") else 1
 
 
 def register_sync(commands: argparse._SubParsersAction) -> None:
-    sync = commands.add_parser("sync", help="conda: build the curated channels from upstream (verify, index, publish); containers: pre-pull the allowlisted base images")
-    sync.add_argument("what", choices=["conda", "containers"], help="conda: build the curated channels; containers: pre-pull the allowlisted base images through the running service")
+    sync = commands.add_parser(
+        "sync",
+        help="conda: build the curated channels from upstream (verify, index, publish); containers: pre-pull the allowlisted base images",
+    )
+    sync.add_argument(
+        "what",
+        choices=["conda", "containers"],
+        help="conda: build the curated channels; containers: pre-pull the allowlisted base images through the running service",
+    )
     sync.add_argument("--env", action="append", dest="envs", metavar="ENV", help="only this environment (repeatable)")
     sync.add_argument("--config", metavar="FILE")
     sync.add_argument("--json", action="store_true")
@@ -83,9 +98,11 @@ def register_sync(commands: argparse._SubParsersAction) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> int:
+    from mirror.allowlist_files import load_allowlist
     from mirror.conda.channel import CondaSync
     from mirror.containers.sync import sync_images
-    from mirror.service import build_exception_service, open_database
+    from mirror.exception_requests.store import grants
+    from mirror.server import open_database
     from mirror.store.db import DatabaseUnavailable
 
     settings = _settings(args)
@@ -97,17 +114,17 @@ def run_sync(args: argparse.Namespace) -> int:
         print(f"airlock: {exc}", file=sys.stderr)
         return 1
     try:
-        _, policy = build_exception_service(settings, database, None)
+        allowlist = load_allowlist([settings.allowlists], grants(database))
     except InvalidAllowlist as exc:
         print(f"airlock: the allowlists are invalid (airlock allowlist check):\n{exc}", file=sys.stderr)
         return 1
     with httpx.Client(timeout=settings.upstream_timeout) as client:
         if args.what == "containers":
-            report = sync_images(policy.current(), f"http://{settings.listen}", client, args.envs)
+            report = sync_images(allowlist, f"http://{settings.listen}", client, args.envs)
             sections = [("cached", report.pulled)]
             failure_note = ""
         else:
-            report = CondaSync(settings.data_dir, client).run(policy.current(), args.envs)
+            report = CondaSync(settings.data_dir, client).run(allowlist, args.envs)
             sections = [("published", report.published), ("unchanged", report.unchanged), ("warning:", report.warnings)]
             failure_note = "nothing new was published; the previous channels are still served"
     database.dispose()

@@ -13,7 +13,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from tests.upstream.docker import DockerEngine
+from testkit.docker import DockerEngine
 
 SITE = "/usr/local/lib/python3.11/site-packages"
 
@@ -25,14 +25,22 @@ def dist_info(root: Path, name: str, version: str) -> None:
     info.mkdir(parents=True, exist_ok=True)
     (root / module).mkdir(exist_ok=True)
     (root / module / "__init__.py").write_text(f'__version__ = "{version}"\n')
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test package {name}\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test package {name}\n"
+    )
     (info / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     (info / "INSTALLER").write_text("pip\n")
     (info / "RECORD").write_text(f"{module}/__init__.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
 
 
-def build_image(engine: DockerEngine, tag: str, context: Path, packages: list[tuple[str, str]] = (),
-                files: dict[str, str] | None = None, base: str | None = None) -> str:
+def build_image(
+    engine: DockerEngine,
+    tag: str,
+    context: Path,
+    packages: list[tuple[str, str]] = (),
+    files: dict[str, str] | None = None,
+    base: str | None = None,
+) -> str:
     """An image FROM `base` (default scratch + static busybox) adding packages, then files, each
     in its own layer; returns the tag."""
     if context.exists():
@@ -66,13 +74,23 @@ def oci_archive(docker_archive: Path, out: Path) -> Path:
     def descriptor(media_type: str, blob: bytes) -> dict:
         return {"mediaType": media_type, "digest": f"sha256:{hashlib.sha256(blob).hexdigest()}", "size": len(blob)}
 
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": descriptor("application/vnd.oci.image.config.v1+json", config),
-                           "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer) for layer in layers]}).encode()
-    index = json.dumps({"schemaVersion": 2, "manifests": [descriptor("application/vnd.oci.image.manifest.v1+json", manifest)]}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer) for layer in layers],
+        }
+    ).encode()
+    index = json.dumps(
+        {"schemaVersion": 2, "manifests": [descriptor("application/vnd.oci.image.manifest.v1+json", manifest)]}
+    ).encode()
     with tarfile.open(out, "w") as archive:
-        for name, data in (("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'), ("index.json", index),
-                           *((f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}", blob) for blob in (config, manifest, *layers))):
+        for name, data in (
+            ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+            ("index.json", index),
+            *((f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}", blob) for blob in (config, manifest, *layers)),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -81,10 +99,16 @@ def oci_archive(docker_archive: Path, out: Path) -> Path:
 
 def osv(advisory_id: str, package: str, fixed: str, severity: str, cve: str | None = None, summary: str = "") -> dict:
     return {
-        "id": advisory_id, "aliases": [cve] if cve else [], "summary": summary or f"{package} before {fixed} is vulnerable",
+        "id": advisory_id,
+        "aliases": [cve] if cve else [],
+        "summary": summary or f"{package} before {fixed} is vulnerable",
         "details": f"Upgrade {package} to {fixed}.",
-        "affected": [{"package": {"ecosystem": "PyPI", "name": package},
-                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": package},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}],
+            }
+        ],
         "database_specific": {"severity": severity},
         "references": [{"type": "ADVISORY", "url": f"https://osv.dev/vulnerability/{advisory_id}"}],
     }

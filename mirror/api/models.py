@@ -1,4 +1,4 @@
-"""Request and response bodies of the exception API (they are its OpenAPI documentation)."""
+"""Request and response bodies of `/api/v1` (they are its OpenAPI documentation)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,35 @@ Status = Literal["pending", "approved", "rejected", "revoked", "expired"]
 class ExceptionCreate(BaseModel):
     """Ask for a package that the allowlist does not admit."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "ecosystem": "pypi", "package": "lightgbm", "versions": ">=4.3,<5", "environments": ["prod"],
-        "project": "churn-model", "justification": "gradient boosting baseline for churn", "duration_days": 30}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "ecosystem": "pypi",
+                "package": "lightgbm",
+                "versions": ">=4.3,<5",
+                "environments": ["prod"],
+                "project": "churn-model",
+                "justification": "gradient boosting baseline for churn",
+                "duration_days": 30,
+            }
+        },
+    )
 
     ecosystem: Literal["pypi", "conda", "containers"]
-    package: str = Field(min_length=1, max_length=300, description="PyPI project, conda MatchSpec, or upstream/repository")
-    versions: str | None = Field(None, max_length=300, description="PEP 440 specifier (pypi); tag glob or sha256 digest (containers); omit for conda")
+    package: str = Field(
+        min_length=1, max_length=300, description="PyPI project, conda MatchSpec, or upstream/repository"
+    )
+    versions: str | None = Field(
+        None,
+        max_length=300,
+        description="PEP 440 specifier (pypi); tag glob or sha256 digest (containers); omit for conda",
+    )
     environments: list[str] = Field(min_length=1, max_length=10)
     project: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$", description="the project the package is for")
-    justification: str = Field(min_length=20, max_length=5000, description="why the package is needed (at least 20 characters)")
+    justification: str = Field(
+        min_length=20, max_length=5000, description="why the package is needed (at least 20 characters)"
+    )
     duration_days: int = Field(90, ge=1, description="how long the exception lasts once approved")
 
     @field_validator("justification")
@@ -39,11 +58,24 @@ class ExceptionCreate(BaseModel):
 
 
 class Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"comment": "reviewed", "with_closure": True}})
-    comment: str = Field(min_length=1, max_length=5000, description="why; shown to the requester and kept in the audit log")
-    with_closure: bool = Field(False, description=(
-        "approve: also grant every dependency the `closure` pre-check lists (one grant per package, each audited, "
-        "all ending and revoked together with this request)"))
+    """An approver's word on a request.
+
+    The class name is the OpenAPI schema name generated clients use: keep it.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"comment": "reviewed", "with_closure": True}}
+    )
+    comment: str = Field(
+        min_length=1, max_length=5000, description="why; shown to the requester and kept in the audit log"
+    )
+    with_closure: bool = Field(
+        False,
+        description=(
+            "approve: also grant every dependency the `closure` pre-check lists (one grant per package, each audited, "
+            "all ending and revoked together with this request)"
+        ),
+    )
 
 
 class ClosurePackage(BaseModel):
@@ -143,7 +175,9 @@ class GateDecisionIn(BaseModel):
     digest: str | None = Field(None, max_length=100)
     environment: str = Field(min_length=1, max_length=64)
     decision: Literal["pass", "fail", "undecided"]
-    findings: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)  # a large image: thousands of vulnerabilities
+    findings: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=100_000
+    )  # a large image: thousands of vulnerabilities
     ci: dict[str, Any] = Field(default_factory=dict)
 
 

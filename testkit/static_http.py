@@ -5,7 +5,7 @@ thousands of small files pays a TCP handshake (and the server a new thread) per 
 HTTP/1.1 keep-alive, and Nagle's algorithm off (the handler writes headers and body separately;
 with Nagle on, each response after the first waits for the client's delayed ACK, ~40 ms).
 
-    python -m tests.upstream.static_http PORT DIRECTORY
+    python -m testkit.static_http PORT DIRECTORY
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class KeepAliveHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:
         pass
 
 

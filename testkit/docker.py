@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.upstream.servers import LoopbackServer, StoppableProcess, free_port, wait_for
+from testkit.servers import LoopbackServer, StoppableProcess, free_port, wait_for
 
 
 @dataclass
@@ -27,16 +27,36 @@ class DockerEngine(StoppableProcess):
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_API_VERSION": "1.41", "DOCKER_CONFIG": str(self.root / "cli")}
+        return {
+            **os.environ,
+            "DOCKER_HOST": self.host,
+            "DOCKER_API_VERSION": "1.41",
+            "DOCKER_CONFIG": str(self.root / "cli"),
+        }
 
-    def start(self) -> "DockerEngine":
+    def start(self) -> DockerEngine:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "dockerd.log", "ab")
+        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 - the engine writes it while it runs
         self.process = subprocess.Popen(
-            ["dockerd", "--storage-driver", "vfs", "--iptables=false", "--bridge=none", "--host", self.host,
-             "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-             "--pidfile", str(self.root / "dockerd.pid")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "dockerd",
+                "--storage-driver",
+                "vfs",
+                "--iptables=false",
+                "--bridge=none",
+                "--host",
+                self.host,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "dockerd.pid"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while subprocess.run(["docker", "info"], env=self.env, capture_output=True).returncode != 0:
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -82,12 +102,17 @@ class Registry(LoopbackServer):
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
-        config.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, "
-                          f"delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{self.port}}}\n")
-        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
-                                        stderr=open(self.root / "registry.log", "ab"))
+        config.write_text(
+            f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, "
+            f"delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{self.port}}}\n"
+        )
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "registry.log", "ab"),  # noqa: SIM115 - the registry writes it while it runs
+        )
         wait_for(f"{self.url}/v2/", timeout=30, process=self.process, log=self.root / "registry.log")
         return self

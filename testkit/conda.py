@@ -35,8 +35,16 @@ class CondaPackage:
         return f"{self.name}-{self.version}-{self.build}{self.fmt}"
 
     def index_json(self) -> dict:
-        data = {"name": self.name, "version": self.version, "build": self.build, "build_number": 0,
-                "depends": list(self.depends), "license": "MIT", "subdir": self.subdir, "timestamp": TIMESTAMP_MS}
+        data = {
+            "name": self.name,
+            "version": self.version,
+            "build": self.build,
+            "build_number": 0,
+            "depends": list(self.depends),
+            "license": "MIT",
+            "subdir": self.subdir,
+            "timestamp": TIMESTAMP_MS,
+        }
         if self.subdir == "noarch":
             data["noarch"] = "generic"
         else:
@@ -57,10 +65,22 @@ def _tar(files: dict[str, bytes], mode: str) -> bytes:
 def build_package(package: CondaPackage) -> bytes:
     payload_path = f"share/{package.name}/{package.version}-{package.build}.txt"
     payload = package.payload or f"{package.name} {package.version} {package.build}\n".encode()
-    paths = {"paths": [{"_path": payload_path, "path_type": "hardlink", "sha256": hashlib.sha256(payload).hexdigest(),
-                        "size_in_bytes": len(payload)}], "paths_version": 1}
-    info = {"info/index.json": json.dumps(package.index_json()).encode(), "info/paths.json": json.dumps(paths).encode(),
-            "info/files": f"{payload_path}\n".encode()}
+    paths = {
+        "paths": [
+            {
+                "_path": payload_path,
+                "path_type": "hardlink",
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "size_in_bytes": len(payload),
+            }
+        ],
+        "paths_version": 1,
+    }
+    info = {
+        "info/index.json": json.dumps(package.index_json()).encode(),
+        "info/paths.json": json.dumps(paths).encode(),
+        "info/files": f"{payload_path}\n".encode(),
+    }
     if package.fmt == ".tar.bz2":
         return _tar({**info, payload_path: payload}, "w:bz2")
     stem = package.filename[: -len(".conda")]
@@ -93,8 +113,12 @@ class CondaChannelDir:
             if not path.exists():
                 path.write_bytes(build_package(package))
             data = path.read_bytes()
-            record = {**package.index_json(), "sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest(),
-                      "size": len(data)}
+            record = {
+                **package.index_json(),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "md5": hashlib.md5(data).hexdigest(),
+                "size": len(data),
+            }
             key = "packages.conda" if package.fmt == ".conda" else "packages"
             repodata[package.subdir][key][package.filename] = record
         for subdir, data in repodata.items():

@@ -10,17 +10,16 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from typing import TYPE_CHECKING
-
-from tests.upstream.pypi import Release, Upstream
-from tests.upstream.servers import AirlockProcess, PypiIndexServer
+from testkit.pypi import Release, Upstream
+from testkit.servers import AirlockProcess, PypiIndexServer
 
 if TYPE_CHECKING:
-    from tests.upstream.postgres import PostgresServer
-    from tests.upstream.receiver import WebhookReceiver
+    from testkit.postgres import PostgresServer
+    from testkit.receiver import WebhookReceiver
 
 BIN = Path(sys.executable).parent
 UPSTREAM_INDEX_DELAY = 45.0
@@ -30,7 +29,9 @@ UPSTREAM_INDEX_DELAY = 45.0
 def upstream_releases() -> list[Release]:
     """Several projects, versions, a pre-release, a yank, a local version, odd spellings, traps."""
     return [
-        Release("alpha", "1.0"), Release("alpha", "1.1"), Release("alpha", "1.1", kind="sdist"),
+        Release("alpha", "1.0"),
+        Release("alpha", "1.1"),
+        Release("alpha", "1.1", kind="sdist"),
         Release("alpha", "2.0", payload=b"alpha 2.0 is not allowed in prod"),
         Release("alpha", "2.1rc1"),
         Release("alpha", "notaversion"),  # unparseable: dropped from every page
@@ -40,15 +41,20 @@ def upstream_releases() -> list[Release]:
         Release("delta", "1.0", payload=b"delta is not allowlisted"),
         # A file named like an allowed alpha release, published on delta's page.
         Release("alpha", "1.0.1", listed_under="delta", payload=b"MALICIOUS alpha on delta's page"),
-        Release("Zeta.Pkg", "1.0", kind="sdist"), Release("Zeta.Pkg", "1.0", dist_name="ZETA_pkg"),
-        Release("epsilon", "1.0"), Release("epsilon", "1.1", yanked="broken build"),
+        Release("Zeta.Pkg", "1.0", kind="sdist"),
+        Release("Zeta.Pkg", "1.0", dist_name="ZETA_pkg"),
+        Release("epsilon", "1.0"),
+        Release("epsilon", "1.1", yanked="broken build"),
         Release("torchish", "2.0.0+cpu"),
-        Release("oldpy", "0.9"), Release("oldpy", "1.0", requires_python="<3"),
+        Release("oldpy", "0.9"),
+        Release("oldpy", "1.0", requires_python="<3"),
         Release("sdistonly", "1.0", kind="sdist"),
         Release("uncached", "1.0"),
         # Not allowlisted anywhere: each exception test asks for its own, so tests stay independent.
         *(Release(name, "1.0") for name in ("kappa", "mu", "nu", "xi", "omicron")),
-        Release("sigma", "1.0", requires=("tau>=1.0",)), Release("tau", "1.2", requires=("upsilon",)), Release("upsilon", "2.0"),
+        Release("sigma", "1.0", requires=("tau>=1.0",)),
+        Release("tau", "1.2", requires=("upsilon",)),
+        Release("upsilon", "2.0"),
     ]
 
 
@@ -113,8 +119,13 @@ def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> Pypi
     allowlists.mkdir(parents=True)
     (allowlists / "pypi.yaml").write_text(ALLOWLIST)
     # Metadata only where the upstream serves it (tests/test_pypi_upstreams.py covers the default, extract)
-    env = {"AIRLOCK_PYPI_UPSTREAM": upstream.url, "AIRLOCK_DATA_DIR": str(work / "data"),
-           "AIRLOCK_ALLOWLISTS": str(allowlists), "AIRLOCK_PYPI_METADATA": "upstream", **(extra_env or {})}
+    env = {
+        "AIRLOCK_PYPI_UPSTREAM": upstream.url,
+        "AIRLOCK_DATA_DIR": str(work / "data"),
+        "AIRLOCK_ALLOWLISTS": str(allowlists),
+        "AIRLOCK_PYPI_METADATA": "upstream",
+        **(extra_env or {}),
+    }
     try:
         airlock = AirlockProcess(work, env).start()
     except BaseException:
@@ -124,9 +135,15 @@ def start_pypi_world(tmp: Path, extra_env: dict[str, str] | None = None) -> Pypi
 
 
 ADVISORY = {
-    "id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2026-0001"], "summary": "alpha before 1.1 runs untrusted pickles",
-    "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
-                  "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1"}]}]}],
+    "id": "GHSA-aaaa-bbbb-cccc",
+    "aliases": ["CVE-2026-0001"],
+    "summary": "alpha before 1.1 runs untrusted pickles",
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "alpha"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1"}]}],
+        }
+    ],
     "database_specific": {"severity": "HIGH"},
 }
 
@@ -137,10 +154,10 @@ class ApiWorld:
 
     pypi: PypiWorld
     database_url: str
-    receiver: "WebhookReceiver"
+    receiver: WebhookReceiver
     secret: str
     tokens: dict[str, str]
-    postgres: "PostgresServer | None" = None
+    postgres: PostgresServer | None = None
 
     @property
     def url(self) -> str:
@@ -163,7 +180,9 @@ class ApiWorld:
             self.postgres.stop()
 
 
-def mint_token(database_url: str, role: str, user: str | None = None, projects: tuple[str, ...] = ("churn-model",)) -> str:
+def mint_token(
+    database_url: str, role: str, user: str | None = None, projects: tuple[str, ...] = ("churn-model",)
+) -> str:
     """A token as `airlock token create` issues it, written straight into the service's database."""
     from mirror.auth.tokens import create_token
     from mirror.store.db import Database
@@ -179,8 +198,8 @@ def start_api_world(tmp: Path, backend: str) -> ApiWorld:
     import json as _json
     import tempfile
 
-    from tests.upstream.postgres import PostgresServer
-    from tests.upstream.receiver import WebhookReceiver
+    from testkit.postgres import PostgresServer
+    from testkit.receiver import WebhookReceiver
 
     postgres = None
     if backend == "postgresql":
@@ -195,9 +214,16 @@ def start_api_world(tmp: Path, backend: str) -> ApiWorld:
     (advisories / "GHSA-aaaa-bbbb-cccc.json").write_text(_json.dumps(ADVISORY))
     receiver = WebhookReceiver().start()
     secret = "test-webhook-secret"
-    pypi = start_pypi_world(tmp, {
-        "AIRLOCK_DATABASE_URL": database_url, "AIRLOCK_WEBHOOK_URLS": receiver.url, "AIRLOCK_WEBHOOK_SECRET": secret,
-        "AIRLOCK_ADVISORIES": str(advisories), "AIRLOCK_MAX_EXCEPTION_DAYS": "120"})
+    pypi = start_pypi_world(
+        tmp,
+        {
+            "AIRLOCK_DATABASE_URL": database_url,
+            "AIRLOCK_WEBHOOK_URLS": receiver.url,
+            "AIRLOCK_WEBHOOK_SECRET": secret,
+            "AIRLOCK_ADVISORIES": str(advisories),
+            "AIRLOCK_MAX_EXCEPTION_DAYS": "120",
+        },
+    )
     return ApiWorld(pypi, database_url, receiver, secret, {}, postgres)
 
 
@@ -212,10 +238,15 @@ def quarantined(response: httpx.Response) -> bool:
 
 def client_env(tmp: Path) -> dict[str, str]:
     """pip and uv isolated from this machine's configuration (extra indexes, find-links, caps)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_")) and k not in ("VIRTUAL_ENV",)}
-    env.update(PIP_CONFIG_FILE="/dev/null", PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               UV_NO_CONFIG="1", UV_CACHE_DIR=str(tmp / "uv-cache"), UV_PYTHON_DOWNLOADS="never")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) and k not in ("VIRTUAL_ENV",)}
+    env.update(
+        PIP_CONFIG_FILE="/dev/null",
+        PIP_NO_CACHE_DIR="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        UV_NO_CONFIG="1",
+        UV_CACHE_DIR=str(tmp / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+    )
     return env
 
 
@@ -226,17 +257,23 @@ def fresh_venv(path: Path) -> Path:
 
 
 def pip(args: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], env=client_env(tmp), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args], env=client_env(tmp), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def uv(args: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "uv"), *args], env=client_env(tmp), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "uv"), *args], env=client_env(tmp), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def installed(python: Path) -> dict[str, str]:
     """`{normalised name: version}` of what is installed in the venv, read with importlib.metadata."""
-    code = ("import importlib.metadata as m, json, re; "
-            "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}))")
+    code = (
+        "import importlib.metadata as m, json, re; "
+        "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}))"
+    )
     # cwd outside the repository: `-c` puts the working directory (and its *.egg-info) on sys.path
     result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd=python.parent)
     import json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int | None = None) -> str:
@@ -34,4 +34,4 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_widt
 
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths))
+    return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=False))

@@ -6,7 +6,7 @@ whose pages are HTML only, raw pages (malformed, hostile) served as written, and
 that is slow to come (`_server.json`: `{"index_delay": SECONDS, "page_delays": {PROJECT: SECONDS}}`,
 re-read on every request).
 
-    python -m tests.upstream.pypi_index PORT DIRECTORY
+    python -m testkit.pypi_index PORT DIRECTORY
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from tests.upstream.static_http import KeepAliveHandler
+from testkit.static_http import KeepAliveHandler
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -30,10 +30,10 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 class IndexHandler(KeepAliveHandler):
     root: Path
 
-    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+    def do_GET(self) -> None:
         self._answer(body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(body=False)
 
     def _answer(self, body: bool) -> None:
@@ -73,7 +73,9 @@ class IndexHandler(KeepAliveHandler):
             data = handle.read(end - start + 1)
         self._send(206, "application/octet-stream", data, body, {"Content-Range": f"bytes {start}-{end}/{size}"})
 
-    def _send(self, status: int, content_type: str, data: bytes, body: bool, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, content_type: str, data: bytes, body: bool, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(HTTPStatus(status))
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

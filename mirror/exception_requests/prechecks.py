@@ -10,25 +10,65 @@ import difflib
 import email.parser
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror.policy.advisories import AdvisoryIndex, read_advisory_folder, severity_rank
 from mirror.children.devpi import INDEX
+from mirror.policy.advisories import AdvisoryIndex, read_advisory_folder, severity_rank
 from mirror.pypi.simple import JSON_V1, parse_devpi_page, parse_filename
 
 # Widely installed names typosquatters imitate; the allowlist's own names are added per request.
-POPULAR = ("numpy", "pandas", "requests", "scipy", "scikit-learn", "matplotlib", "torch", "tensorflow", "keras",
-           "transformers", "urllib3", "setuptools", "boto3", "botocore", "pyyaml", "pydantic", "fastapi", "flask",
-           "django", "jupyter", "jupyterlab", "xgboost", "lightgbm", "catboost", "mlflow", "azure-identity",
-           "azure-ai-ml", "azure-storage-blob", "openai", "langchain", "pillow", "opencv-python", "sqlalchemy",
-           "cryptography", "certifi", "idna", "six", "python-dateutil", "pytz", "protobuf", "grpcio", "psutil")
+POPULAR = (
+    "numpy",
+    "pandas",
+    "requests",
+    "scipy",
+    "scikit-learn",
+    "matplotlib",
+    "torch",
+    "tensorflow",
+    "keras",
+    "transformers",
+    "urllib3",
+    "setuptools",
+    "boto3",
+    "botocore",
+    "pyyaml",
+    "pydantic",
+    "fastapi",
+    "flask",
+    "django",
+    "jupyter",
+    "jupyterlab",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "mlflow",
+    "azure-identity",
+    "azure-ai-ml",
+    "azure-storage-blob",
+    "openai",
+    "langchain",
+    "pillow",
+    "opencv-python",
+    "sqlalchemy",
+    "cryptography",
+    "certifi",
+    "idna",
+    "six",
+    "python-dateutil",
+    "pytz",
+    "protobuf",
+    "grpcio",
+    "psutil",
+)
 
 
 _advisory_cache: dict[Path, tuple[float, tuple, AdvisoryIndex]] = {}
@@ -114,7 +154,7 @@ class PrecheckContext:
     closure: Callable[[str, str, str | None, list[str]], list] | None = None
     """(ecosystem, package, versions, environments) -> what approving also needs (`closure.request`)."""
     _names_by_length: dict[int, list[str]] | None = field(default=None, repr=False)
-    _typosquat: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    _typosquat: dict[str, Precheck] = field(default_factory=dict, repr=False)
 
     def names_of_length(self, low: int, high: int) -> list[str]:
         """Popular and allowlisted names `low` to `high` characters long, sorted."""
@@ -126,40 +166,72 @@ class PrecheckContext:
         return sorted(n for length in range(low, high + 1) for n in self._names_by_length.get(length, ()))
 
 
-def _check(name: str, status: str, detail: str) -> dict[str, str]:
-    return {"name": name, "status": status, "detail": detail}
+@dataclass(frozen=True)
+class Precheck:
+    """One check's verdict for the approver: `pass`, `warn`, `fail` or `skipped` (could not run: why)."""
+
+    name: str
+    status: str
+    detail: str
+    packages: tuple[dict[str, Any], ...] | None = None
+    """The closure check: what an approval also needs (`package`, `requirement`, `required_by`)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """As the request row stores it (and the API shows it): `packages` only where there are some."""
+        found: dict[str, Any] = {"name": self.name, "status": self.status, "detail": self.detail}
+        if self.packages is not None:
+            found["packages"] = list(self.packages)
+        return found
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Precheck:
+        packages = data.get("packages")
+        return cls(data["name"], data["status"], data["detail"], tuple(packages) if packages is not None else None)
 
 
-def run_prechecks(ecosystem: str, package: str, versions: str | None, context: PrecheckContext,
-                  environments: list[str] = ()) -> list[dict[str, Any]]:
+_check = Precheck
+
+
+def run_prechecks(
+    ecosystem: str, package: str, versions: str | None, context: PrecheckContext, environments: list[str] = ()
+) -> list[Precheck]:
     name = canonicalize_name(package) if ecosystem == "pypi" else package.split()[0].lower()
     checks = [_similar_names(name, context)]
     if ecosystem != "pypi":
         reason = f"not run for {ecosystem}: Airlock's {ecosystem} upstream is not configured for pre-checks yet"
         checks += [_check(n, "skipped", reason) for n in ("upstream", "vulnerabilities", "licence")]
-        return checks + ([_closure(ecosystem, package, None, list(environments), context)] if ecosystem == "conda" else [])
+        return checks + (
+            [_closure(ecosystem, package, None, list(environments), context)] if ecosystem == "conda" else []
+        )
     matching, page_check, newest_wheel = _upstream_versions(name, versions, context)
     checks.append(page_check)
     checks.append(_vulnerabilities(name, matching, context))
     checks.append(_licence(name, newest_wheel, context))
-    if page_check["status"] == "pass":
+    if page_check.status == "pass":
         checks.append(_closure(ecosystem, name, versions, list(environments), context))
     return checks
 
 
-def is_clean(checks: list[dict[str, Any]]) -> bool:
+def is_clean(checks: list[Precheck]) -> bool:
     """Clean = every check ran and passed (a skipped check is not clean: fail closed). The closure
     is judged apart: approving with it grants what it lists (`closure_grantable`)."""
-    return all(check["status"] == "pass" for check in checks if check["name"] != "closure")
+    return all(check.status == "pass" for check in checks if check.name != "closure")
 
 
-def closure_grantable(checks: list[dict[str, Any]]) -> bool:
+def closure_grantable(checks: list[Precheck]) -> bool:
     """The closure was computed and nothing in it is denied: an approval may include it."""
-    found = [check for check in checks if check["name"] == "closure"]
-    return not found or found[0]["status"] in ("pass", "warn")
+    found = [check for check in checks if check.name == "closure"]
+    return not found or found[0].status in ("pass", "warn")
 
 
-def _closure(ecosystem: str, package: str, versions: str | None, environments: list[str], context: PrecheckContext) -> dict[str, Any]:
+def closure_packages(checks: list[Precheck]) -> tuple[dict[str, Any], ...]:
+    found = [check for check in checks if check.name == "closure" and check.packages]
+    return found[0].packages if found else ()
+
+
+def _closure(
+    ecosystem: str, package: str, versions: str | None, environments: list[str], context: PrecheckContext
+) -> Precheck:
     from mirror.closure.interface import ClosureError
 
     if context.closure is None or not environments:
@@ -177,11 +249,15 @@ def _closure(ecosystem: str, package: str, versions: str | None, environments: l
         detail = f"{package} needs {', '.join(m.package for m in denied)}, which {where} denies ({denied[0].denied})"
         status = "fail"
     else:
-        detail = (f"approving {package} also needs {names} — not allowed in {where}; approve with_closure to grant "
-                  f"{'them' if len(missing) > 1 else 'it'} too")
+        detail = (
+            f"approving {package} also needs {names} — not allowed in {where}; approve with_closure to grant "
+            f"{'them' if len(missing) > 1 else 'it'} too"
+        )
         status = "warn"
-    packages = [{"package": m.package, "requirement": m.requirement, "required_by": list(m.required_by)} for m in missing]
-    return {**_check("closure", status, detail), "packages": packages}
+    packages = tuple(
+        {"package": m.package, "requirement": m.requirement, "required_by": list(m.required_by)} for m in missing
+    )
+    return Precheck("closure", status, detail, packages)
 
 
 def transpositions_apart(a: str, b: str) -> int:
@@ -199,16 +275,16 @@ def transpositions_apart(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _similar_names(name: str, context: PrecheckContext) -> dict[str, str]:
+def _similar_names(name: str, context: PrecheckContext) -> Precheck:
     verdict = context._typosquat.get(name)
     if verdict is None:
         if len(context._typosquat) > 10_000:
             context._typosquat.clear()
         verdict = context._typosquat[name] = _typosquat_check(name, context)
-    return dict(verdict)
+    return verdict
 
 
-def _typosquat_check(name: str, context: PrecheckContext) -> dict[str, str]:
+def _typosquat_check(name: str, context: PrecheckContext) -> Precheck:
     limit = 1 if len(name) <= 8 else 2
     # difflib's ratio 2M/(a+b) reaches 0.9 only when the shorter name is over 9/11 of the longer;
     # that range also holds every name within `limit` characters of this one's length.
@@ -217,11 +293,15 @@ def _typosquat_check(name: str, context: PrecheckContext) -> dict[str, str]:
     close += [c for c in difflib.get_close_matches(name, alike, n=3, cutoff=0.9) if c not in close]
     close = close[:3]
     if close:
-        return _check("typosquat", "warn", f"{name!r} is close to {', '.join(repr(c) for c in close)}: make sure it is not a typosquat")
+        return _check(
+            "typosquat",
+            "warn",
+            f"{name!r} is close to {', '.join(repr(c) for c in close)}: make sure it is not a typosquat",
+        )
     return _check("typosquat", "pass", f"{name!r} is not close to an allowlisted or popular name")
 
 
-def _upstream_versions(name: str, versions: str | None, context: PrecheckContext) -> tuple[list[str], dict[str, str], Any]:
+def _upstream_versions(name: str, versions: str | None, context: PrecheckContext) -> tuple[list[str], Precheck, Any]:
     if context.devpi_url is None:
         return [], _check("upstream", "skipped", "no PyPI cache running"), None
     try:
@@ -249,10 +329,14 @@ def _upstream_versions(name: str, versions: str | None, context: PrecheckContext
     if not matching:
         return [], _check("upstream", "fail", f"no release of {name} matches {versions!r} upstream"), None
     newest_wheel = max(wheels, key=lambda item: item[0]) if wheels else None
-    return matching, _check("upstream", "pass", f"{len(matching)} release(s) upstream match (newest {matching[-1]})"), newest_wheel
+    return (
+        matching,
+        _check("upstream", "pass", f"{len(matching)} release(s) upstream match (newest {matching[-1]})"),
+        newest_wheel,
+    )
 
 
-def _vulnerabilities(name: str, matching: list[str], context: PrecheckContext) -> dict[str, str]:
+def _vulnerabilities(name: str, matching: list[str], context: PrecheckContext) -> Precheck:
     if context.advisories_dir is None or not context.advisories_dir.is_dir():
         return _check("vulnerabilities", "skipped", "no advisory data configured (AIRLOCK_ADVISORIES)")
     if not matching:
@@ -268,15 +352,21 @@ def _vulnerabilities(name: str, matching: list[str], context: PrecheckContext) -
             fixes = vulnerability.affected[name].fixed_versions
             fixed = f", fixed in {', '.join(fixes)}" if fixes else ""
             aliases = f" (also {', '.join(vulnerability.aliases)})" if vulnerability.aliases else ""
-            hits.append(f"{vulnerability.id}{aliases} {vulnerability.severity}: {vulnerability.title or 'no title'}; "
-                        f"affects {', '.join(affected)}{fixed}")
+            hits.append(
+                f"{vulnerability.id}{aliases} {vulnerability.severity}: {vulnerability.title or 'no title'}; "
+                f"affects {', '.join(affected)}{fixed}"
+            )
             strongest = max(strongest, severity_rank(vulnerability.severity))
     if hits:
         return _check("vulnerabilities", "fail" if strongest >= severity_rank("HIGH") else "warn", "; ".join(hits))
-    return _check("vulnerabilities", "pass", f"no known advisory affects {', '.join(matching[-3:])}{' …' if len(matching) > 3 else ''}")
+    return _check(
+        "vulnerabilities",
+        "pass",
+        f"no known advisory affects {', '.join(matching[-3:])}{' …' if len(matching) > 3 else ''}",
+    )
 
 
-def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str]:
+def _licence(name: str, newest_wheel, context: PrecheckContext) -> Precheck:
     if newest_wheel is None or context.devpi_url is None:
         return _check("licence", "skipped", "no wheel with metadata to read")
     version, link = newest_wheel
@@ -286,7 +376,11 @@ def _licence(name: str, newest_wheel, context: PrecheckContext) -> dict[str, str
         if status == 404:
             # The upstream serves no PEP 658 file: once devpi holds the wheel, it reads METADATA from it.
             if not _fetch_wheel(file_url, context.timeout):
-                return _check("licence", "skipped", f"{link.filename} is over {_WHEEL_LIMIT >> 20} MiB and its upstream serves no metadata")
+                return _check(
+                    "licence",
+                    "skipped",
+                    f"{link.filename} is over {_WHEEL_LIMIT >> 20} MiB and its upstream serves no metadata",
+                )
             for _ in range(20):  # devpi files the fetched wheel a moment after the response ends
                 status, text = _get_metadata(f"{file_url}.metadata", context.timeout)
                 if status != 404:

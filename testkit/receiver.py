@@ -24,7 +24,7 @@ class WebhookReceiver:
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""Processes the tests and benchmarks start on 127.0.0.1: a static file server and Airlock itself."""
+"""Processes the tests and benchmarks start on 127.0.0.1: static and PyPI-like file servers, and Airlock itself."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -67,20 +67,22 @@ class StaticServer(LoopbackServer):
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     keep_alive: bool = False
-    """False: `python -m http.server`, a new connection per request; True: `tests.upstream.static_http`,
+    """False: `python -m http.server`, a new connection per request; True: `testkit.static_http`,
     HTTP/1.1 keep-alive as a CDN serves (the conda benchmark: thousands of small files)."""
 
     def served(self) -> list[str]:
         """`python -m` arguments of the server."""
         if self.keep_alive:
-            return ["tests.upstream.static_http", str(self.port), str(self.directory.resolve())]
+            return ["testkit.static_http", str(self.port), str(self.directory.resolve())]
         return ["http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.directory.resolve())]
 
-    def start(self) -> "StaticServer":
+    def start(self) -> StaticServer:
         served = self.served()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", *served], cwd=Path(__file__).resolve().parents[2],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", *served],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self.url + "/", process=self.process)
         return self
@@ -88,11 +90,11 @@ class StaticServer(LoopbackServer):
 
 @dataclass
 class PypiIndexServer(StaticServer):
-    """`tests.upstream.pypi_index` over an `Upstream` folder: JSON or HTML by Accept, byte ranges,
+    """`testkit.pypi_index` over an `Upstream` folder: JSON or HTML by Accept, byte ranges,
     raw and HTML-only pages, a project list as slow as `_server.json` says."""
 
     def served(self) -> list[str]:
-        return ["tests.upstream.pypi_index", str(self.port), str(self.directory.resolve())]
+        return ["testkit.pypi_index", str(self.port), str(self.directory.resolve())]
 
 
 @dataclass
@@ -108,13 +110,16 @@ class AirlockProcess(LoopbackServer):
     def log(self) -> Path:
         return self.workdir / "airlock-up.log"
 
-    def start(self, timeout: float = 180.0) -> "AirlockProcess":
+    def start(self, timeout: float = 180.0) -> AirlockProcess:
         env = {**os.environ, **self.env, "AIRLOCK_LISTEN": f"127.0.0.1:{self.port}"}
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mirror", "up"], cwd=self.workdir, env=env,
-                stdout=output, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "mirror", "up"],
+                cwd=self.workdir,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
         try:
             wait_for(self.url + "/readyz", timeout=timeout, process=self.process, log=self.log)

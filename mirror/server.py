@@ -12,17 +12,21 @@ import logging
 import socket
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
-from mirror.allowlist_files import AllowlistWatcher
-from mirror.app import Parts, create_app
+from mirror.allowlist_watch import AllowlistWatcher
+from mirror.app import create_app
+from mirror.auth.access import AccessControl
 from mirror.children.devpi import DevpiServer
 from mirror.children.supervisor import ChildError
-from mirror.exceptions.prechecks import PrecheckContext
-from mirror.exceptions.service import ExceptionService
+from mirror.exception_requests.prechecks import PrecheckContext
+from mirror.exception_requests.store import expire_due, fingerprint, grants
+from mirror.exception_requests.workflow import ExceptionRequests
 from mirror.observability import LogContext
+from mirror.parts import ServiceParts
 from mirror.policy import Allowlist, Ecosystem, InvalidAllowlist
 from mirror.settings import Settings
 from mirror.store.db import Database, DatabaseUnavailable
@@ -36,8 +40,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, with whatever `extra=` fields a caller attached."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-                 "logger": record.name, "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_RECORD_KEYS})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
@@ -47,7 +55,11 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(LogContext())
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if settings.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -67,14 +79,20 @@ def client_settings(settings: Settings, allowlist: Allowlist | None) -> list[dic
     rows = []
     for env in environments:
         index = f"{base}/pypi/{env}/simple/"
-        rows.append({
-            "environment": env,
-            "pip": f"pip install --index-url {index} PACKAGE   (or PIP_INDEX_URL={index})",
-            "uv": f"uv pip install --index-url {index} PACKAGE   (or UV_INDEX_URL={index}; uv add: [[tool.uv.index]] url = \"{index}\", default = true)",
-            "conda": "conda install --override-channels " + " ".join(f"-c {base}/conda/{env}/{channel}" for channel in channels) + " PACKAGE",
-            "docker": f"docker pull {host}/{env}/{upstream}/REPOSITORY:TAG   (FROM {host}/{env}/{upstream}/… in a Dockerfile{choices})",
-            "trusted_host": host if base.startswith("http://") and not host.startswith(("127.", "localhost")) else None,
-        })
+        rows.append(
+            {
+                "environment": env,
+                "pip": f"pip install --index-url {index} PACKAGE   (or PIP_INDEX_URL={index})",
+                "uv": f'uv pip install --index-url {index} PACKAGE   (or UV_INDEX_URL={index}; uv add: [[tool.uv.index]] url = "{index}", default = true)',
+                "conda": "conda install --override-channels "
+                + " ".join(f"-c {base}/conda/{env}/{channel}" for channel in channels)
+                + " PACKAGE",
+                "docker": f"docker pull {host}/{env}/{upstream}/REPOSITORY:TAG   (FROM {host}/{env}/{upstream}/… in a Dockerfile{choices})",
+                "trusted_host": host
+                if base.startswith("http://") and not host.startswith(("127.", "localhost"))
+                else None,
+            }
+        )
     return rows
 
 
@@ -90,39 +108,70 @@ def open_database(settings: Settings) -> Database:
     return database
 
 
-def build_exception_service(settings: Settings, database: Database, devpi_url: str | None,
-                            on_conda_change: Callable[[], None] = lambda: None) -> tuple[ExceptionService, AllowlistWatcher]:
-    """The exception service and the allowlist watcher, each needing the other."""
-    holder: dict[str, AllowlistWatcher] = {}
+class PrecheckContexts:
+    """One pre-check context per allowlist (an immutable object, replaced on every change), so the
+    name index and typosquat verdicts are shared by the requests made while it stands."""
 
-    def changed(ecosystem: str) -> None:
-        holder["policy"].invalidate()
-        if ecosystem == "conda":
-            on_conda_change()  # a conda approval must reach the curated channel: sync it
+    def __init__(self, settings: Settings, devpi_url: str | None) -> None:
+        self._settings = settings
+        self._devpi_url = devpi_url
+        self._kept: tuple[Allowlist, PrecheckContext] | None = None
 
-    kept: dict[str, Any] = {}
-
-    def precheck_context(allowlist: Allowlist) -> PrecheckContext:
-        """One context per allowlist (an immutable object, replaced on every change)."""
-        if kept.get("allowlist") is not allowlist:
-            names = {name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)}
+    def __call__(self, allowlist: Allowlist) -> PrecheckContext:
+        if self._kept is None or self._kept[0] is not allowlist:
+            names = {
+                name for env in allowlist.environments(Ecosystem.PYPI) for name in allowlist.names(Ecosystem.PYPI, env)
+            }
+            settings = self._settings
 
             def closure(ecosystem: str, package: str, versions: str | None, environments: list[str]) -> list:
                 from mirror.closure.request import request_closure
 
-                return request_closure(allowlist, ecosystem, package, versions, environments, settings.pypi_upstream,
-                                       settings.data_dir / "closure", settings.upstream_timeout, "requester")
+                return request_closure(
+                    allowlist,
+                    ecosystem,
+                    package,
+                    versions,
+                    environments,
+                    settings.pypi_upstream,
+                    settings.data_dir / "closure",
+                    settings.upstream_timeout,
+                    "requester",
+                )
 
-            kept.update(allowlist=allowlist, context=PrecheckContext(devpi_url, settings.advisories, names,
-                                                                     page_ttl=settings.pypi_page_ttl, closure=closure))
-        return kept["context"]
+            self._kept = (
+                allowlist,
+                PrecheckContext(
+                    self._devpi_url, settings.advisories, names, page_ttl=settings.pypi_page_ttl, closure=closure
+                ),
+            )
+        return self._kept[1]
 
-    service = ExceptionService(
-        database, allowlist=lambda: holder["policy"].current(), changed=changed,
-        precheck_context=precheck_context, webhook_urls=settings.webhook_url_list,
-        self_service=settings.self_service, max_days=settings.max_exception_days)
-    holder["policy"] = AllowlistWatcher(settings.allowlists, grants=service.grants)
-    return service, holder["policy"]
+
+def build_workflow(
+    settings: Settings, database: Database, devpi_url: str | None, on_conda_change: Callable[[], None] = lambda: None
+) -> tuple[AccessControl, AllowlistWatcher, ExceptionRequests]:
+    """Access control, the allowlist in force (files plus approved exceptions, read from the
+    database) and the exception workflow that changes it."""
+    access = AccessControl(database)
+    policy = AllowlistWatcher(settings.allowlists, grants=lambda: grants(database))
+
+    def changed(ecosystem: str) -> None:
+        policy.invalidate()
+        if ecosystem == "conda":
+            on_conda_change()  # a conda approval must reach the curated channel: sync it
+
+    workflow = ExceptionRequests(
+        database,
+        access,
+        policy.current,
+        changed,
+        PrecheckContexts(settings, devpi_url),
+        settings.webhook_url_list,
+        settings.self_service,
+        settings.max_exception_days,
+    )
+    return access, policy, workflow
 
 
 def run_service(settings: Settings) -> int:
@@ -130,8 +179,11 @@ def run_service(settings: Settings) -> int:
     try:
         listener = listening_socket(settings.host, settings.port)
     except OSError as exc:
-        print(f"airlock: cannot listen on {settings.listen}: {exc.strerror or exc}; is Airlock already running there "
-              "(`airlock status`)? Stop it, or set AIRLOCK_LISTEN to a free HOST:PORT", file=sys.stderr)
+        print(
+            f"airlock: cannot listen on {settings.listen}: {exc.strerror or exc}; is Airlock already running there "
+            "(`airlock status`)? Stop it, or set AIRLOCK_LISTEN to a free HOST:PORT",
+            file=sys.stderr,
+        )
         return 1
     try:
         return _serve(settings, listener)
@@ -160,12 +212,19 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
     except DatabaseUnavailable as exc:
         print(f"airlock: {exc}", file=sys.stderr)
         return 1
-    devpi = DevpiServer(settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout)
+    devpi = DevpiServer(
+        settings.data_dir, settings.pypi_upstream, settings.devpi_cache_expiry, settings.upstream_timeout
+    )
     conda_sync = BackgroundCondaSync(settings)
     try:
-        service, policy = build_exception_service(settings, database, devpi.url, on_conda_change=lambda: conda_sync.request(policy))
+        access, policy, workflow = build_workflow(
+            settings, database, devpi.url, on_conda_change=lambda: conda_sync.request(policy)
+        )
     except InvalidAllowlist as exc:
-        print(f"airlock: the allowlists in {settings.allowlists} are invalid; fix them (airlock allowlist check):\n{exc}", file=sys.stderr)
+        print(
+            f"airlock: the allowlists in {settings.allowlists} are invalid; fix them (airlock allowlist check):\n{exc}",
+            file=sys.stderr,
+        )
         return 1
     try:
         devpi.start()
@@ -177,18 +236,36 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
     webhooks = WebhookSender(database, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
     webhooks.start()
     stop_polling = threading.Event()
-    poller = threading.Thread(target=_poll_allowlists, args=(policy, service, stop_polling), name="allowlist-watch", daemon=True)
+    poller = threading.Thread(
+        target=_poll_allowlists, args=(policy, database, stop_polling), name="allowlist-watch", daemon=True
+    )
     poller.start()
 
     def health() -> dict[str, Any]:
-        parts = {"devpi": {"healthy": devpi.healthy(), "url": devpi.url, "pid": devpi.child.pid, "restarts": devpi.child.restarts}}
+        parts = {
+            "devpi": {
+                "healthy": devpi.healthy(),
+                "url": devpi.url,
+                "pid": devpi.child.pid,
+                "restarts": devpi.child.restarts,
+            }
+        }
         # A registry cache serves one upstream's base images: when it is down those get a 503,
         # everything else works, so it degrades the service without making it unready.
         for cache in list(caches.caches):
-            parts[cache.child.name] = {"healthy": cache.healthy(), "url": cache.url, "pid": cache.child.pid,
-                                       "restarts": cache.child.restarts, "optional": True}
+            parts[cache.child.name] = {
+                "healthy": cache.healthy(),
+                "url": cache.url,
+                "pid": cache.child.pid,
+                "restarts": cache.child.restarts,
+                "optional": True,
+            }
         for name in caches.pending:
-            parts[f"registry-{name}"] = {"healthy": False, "optional": True, "state": "not running: upstream unreachable, retrying"}
+            parts[f"registry-{name}"] = {
+                "healthy": False,
+                "optional": True,
+                "state": "not running: upstream unreachable, retrying",
+            }
         return parts
 
     def stop_children() -> None:
@@ -202,15 +279,36 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
         database.dispose()
         log.info("airlock stopped: devpi-server and every other child are down")
 
-    app = create_app(Parts(settings, policy, service, devpi.url, health, on_stop=stop_children, devpi_files=devpi.stored_files,
-                           registry_caches=caches.urls))
+    app = create_app(
+        ServiceParts(
+            settings,
+            database,
+            access,
+            policy,
+            workflow,
+            health,
+            devpi.url,
+            devpi_files=devpi.stored_files,
+            registry_caches=caches.urls,
+            on_stop=stop_children,
+        )
+    )
     _print_banner(settings, policy.current())
     # Everything built so far lives as long as the process: move it out of the collector's view.
     # Otherwise each full collection rescans it while a request waits (bench/api.py's p99 halved).
     gc.collect()
     gc.freeze()
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                                           access_log=False, lifespan="on", timeout_graceful_shutdown=10))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
     try:
         server.run(sockets=[listener])
     finally:
@@ -264,18 +362,22 @@ class BackgroundCondaSync:
                     report = CondaSync(self.settings.data_dir, client).run(self._policy.current())
                 for problem in report.problems:
                     log.error("conda sync after an exception change: %s", problem)
-                log.info("conda sync after an exception change: published %s", ", ".join(report.published) or "nothing new")
+                log.info(
+                    "conda sync after an exception change: published %s", ", ".join(report.published) or "nothing new"
+                )
             except Exception:
                 log.exception("conda sync after an exception change failed; the previous channels stay served")
 
 
-def _poll_allowlists(policy: AllowlistWatcher, service: ExceptionService, stop: threading.Event) -> None:
-    """Re-read changed allowlist files off the request path (requests only read a reference),
-    and rebuild when exceptions changed through another replica sharing the database."""
-    seen = service.fingerprint()
+def _poll_allowlists(policy: AllowlistWatcher, database: Database, stop: threading.Event) -> None:
+    """Off the request path (requests only read a reference): record expired exceptions (the one
+    write no person makes), re-read changed allowlist files, and rebuild when the approved
+    exceptions changed, also through another replica sharing the database."""
+    seen = fingerprint(database)
     while not stop.wait(policy.interval):
         try:
-            current = service.fingerprint()
+            expire_due(database)
+            current = fingerprint(database)
             policy.poll(force=current != seen)
             seen = current
         except Exception:  # keep watching: the previous allowlist stays in force
@@ -283,7 +385,9 @@ def _poll_allowlists(policy: AllowlistWatcher, service: ExceptionService, stop: 
 
 
 def _print_banner(settings: Settings, allowlist: Allowlist) -> None:
-    lines = [f"Airlock is serving on {settings.base_url}  (allowlists: {settings.allowlists}, data: {settings.data_dir})"]
+    lines = [
+        f"Airlock is serving on {settings.base_url}  (allowlists: {settings.allowlists}, data: {settings.data_dir})"
+    ]
     for row in client_settings(settings, allowlist):
         lines.append(f"  [{row['environment']}]")
         lines.append(f"    pip: {row['pip']}")
