@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
+import pytest
+
 from mirror.exception_requests.prechecks import PrecheckContext, run_prechecks
 
 
 def typosquat(package: str, known: set[str]) -> dict[str, str]:
     checks = run_prechecks("pypi", package, None, PrecheckContext(None, None, known))
-    return {check["name"]: check for check in checks}["typosquat"]
+    return {check.name: check.as_dict() for check in checks}["typosquat"]
 
 
 def test_names_one_typo_or_one_swap_from_a_known_name_are_flagged():
@@ -23,7 +27,9 @@ def test_a_large_allowlist_is_searched_and_verdicts_are_kept():
     known = {f"project-{i}" for i in range(5_000)} | {"requests-toolbelt"}
     context = PrecheckContext(None, None, known)
     first = run_prechecks("pypi", "reqeusts-toolbelt", None, context)[0]
-    assert first["status"] == "warn" and "'requests-toolbelt'" in first["detail"]
+    assert first.status == "warn" and "'requests-toolbelt'" in first.detail
     again = run_prechecks("pypi", "reqeusts-toolbelt", None, context)[0]
-    assert again == first and again is not first  # a copy: a caller changing it changes no later answer
-    assert run_prechecks("pypi", "unrelated-name", None, context)[0]["status"] == "pass"
+    assert again == first
+    with pytest.raises(FrozenInstanceError):  # shared between answers, so nobody may change it
+        first.status = "pass"
+    assert run_prechecks("pypi", "unrelated-name", None, context)[0].status == "pass"
