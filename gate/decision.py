@@ -87,7 +87,7 @@ def decide_image(
         except StaleDatabase as exc:
             raise GateError(str(exc)) from None
         if scan is None:
-            source = from_engine(request.image, workdir, registry)
+            source = from_engine(request.image, workdir)
             target = source.archive
             scan = trivy.start_scan(target, request.db, raw)
         else:

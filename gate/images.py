@@ -81,7 +81,24 @@ def _engine():
     return client
 
 
-def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> ImageSource:
+def _pull(client, name: str, tag: str) -> str:
+    """Pull `name:tag` (or `name@digest`) and return the manifest digest the engine reports."""
+    digest = None
+    for event in client.api.pull(name, tag=tag, stream=True, decode=True):
+        if "error" in event:
+            raise GateError(f"cannot get {name}:{tag} from the registry: {str(event['error'])[:300]}")
+        status = str(event.get("status", ""))
+        if status.startswith("Digest: "):
+            digest = status.removeprefix("Digest: ").strip()
+    if digest is None or not digest.startswith("sha256:"):
+        raise GateError(
+            f"the Docker engine pulled {name}:{tag} without saying which manifest digest it got: the gate cannot "
+            "name what it judged; pull again"
+        )
+    return digest
+
+
+def from_engine(reference: str, workdir: Path) -> ImageSource:
     """A local image; a reference naming a registry host is pulled first, so the gate judges what
     the registry holds (and can delete it there)."""
     import docker
@@ -92,9 +109,12 @@ def from_engine(reference: str, workdir: Path, registry: RegistryClient) -> Imag
     digest = None
     try:
         if host:
-            client.images.pull(reference)  # the SDK reads the tag or digest from the reference
-            digest = registry.digest(host, repository, tag)
-        image = client.images.get(reference)
+            # Judge, record and discard the manifest the engine pulled, not the tag asked again: a
+            # tag that moved in between would name another image in the audit record.
+            digest = _pull(client, f"{host}/{repository}", tag)
+            image = client.images.get(f"{host}/{repository}@{digest}")
+        else:
+            image = client.images.get(reference)
     except docker.errors.ImageNotFound:
         raise GateError(
             f"no image {reference} in the Docker engine: build it first, or give --input image.tar"

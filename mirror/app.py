@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from mirror.api import errors
+from mirror.api.body_guard import ApiBodyGuard
 from mirror.api.exception_requests import router as exceptions_router
 from mirror.api.governance import router as governance_router
 from mirror.api.health import router as health_router
@@ -22,6 +23,7 @@ from mirror.containers.routes import router as containers_router
 from mirror.exception_requests.store import counts_by_state
 from mirror.observability import REGISTRY, Observability, StateCollector
 from mirror.parts import Clients, ServiceParts
+from mirror.path_limits import PathLimits
 from mirror.pypi.metadata import CoreMetadata
 from mirror.pypi.pages import ProjectPages, UpstreamFacts
 from mirror.pypi.routes import router as pypi_router
@@ -29,7 +31,9 @@ from mirror.pypi.routes import router as pypi_router
 
 def create_app(parts: ServiceParts) -> FastAPI:
     settings = parts.settings
-    collector = StateCollector(parts.health, lambda: counts_by_state(parts.database))
+    collector = StateCollector(
+        parts.health, lambda: counts_by_state(parts.database), lambda: dict(parts.access.denials.totals)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -73,10 +77,13 @@ def create_app(parts: ServiceParts) -> FastAPI:
     for router in (pypi_router, conda_router, containers_router, exceptions_router, governance_router, health_router):
         app.include_router(router)
     app.add_middleware(
-        errors.BodyLimit,
+        ApiBodyGuard,
+        access=parts.access,
         limit=settings.max_body_bytes,
-        per_path={"/api/v1/gate/decisions": settings.max_gate_decision_bytes},
+        large_limit=settings.max_gate_decision_bytes,
+        large_paths=frozenset({"/api/v1/gate/decisions"}),
     )
     app.add_middleware(Observability, require_token=settings.require_token, access=parts.access)
+    app.add_middleware(PathLimits)
     errors.install(app)
     return app

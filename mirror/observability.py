@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,8 +65,13 @@ class LogContext(logging.Filter):
 class StateCollector:
     """Values read at scrape time: children's health, exception requests by state."""
 
-    def __init__(self, health: Callable[[], dict[str, Any]], counts: Callable[[], dict[str, int]]) -> None:
-        self.health, self.counts = health, counts
+    def __init__(
+        self,
+        health: Callable[[], dict[str, Any]],
+        counts: Callable[[], dict[str, int]],
+        denials: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self.health, self.counts, self.denials = health, counts, denials
 
     def collect(self):
         up = GaugeMetricFamily("airlock_child_up", "1 when a supervised child answers its probe", labels=["child"])
@@ -77,7 +82,14 @@ class StateCollector:
         requests = GaugeMetricFamily("airlock_exception_requests", "Exception requests by state", labels=["state"])
         for state, count in self.counts().items():
             requests.add_metric([state], float(count))
-        yield from (up, restarts, requests)
+        refused = CounterMetricFamily(
+            "airlock_unauthenticated_denials",
+            "Requests refused for a missing or invalid token (summarised in the audit log, not one record each)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.denials().items()):
+            refused.add_metric([reason], float(count))
+        yield from (up, restarts, requests, refused)
 
 
 def metrics_response() -> Response:
@@ -152,13 +164,16 @@ class Observability:
             return None
         presented = presented_token(headers.get(b"authorization", b"").decode("latin-1"))
         if presented is None:
+            # pip and conda ask without credentials first: counted (the metric), never audited.
+            self.access.denials.count("missing")
             return _auth_required(
                 "a token is required (AIRLOCK_REQUIRE_TOKEN=true): pip/conda: put it as the password in the "
                 "index URL (http://user:TOKEN@host/...); docker: docker login with the token"
             )
         principal, why = await run_in_threadpool(self.access.lookup, presented)
         if principal is None:
-            await run_in_threadpool(self.access.deny, None, f"GET {path}", path, f"invalid token: {why}", None, 401)
+            source = (scope.get("client") or ("?",))[0]
+            self.access.deny(None, f"{scope['method']} {path}", path, f"invalid token: {why}", None, 401, source)
             return _auth_required(f"invalid token: {why}")
         if not may_use_open_route(principal, permission):
             reason = f"role {principal.role} may not {permission.value}"

@@ -20,6 +20,7 @@ import uvicorn
 from mirror.allowlist_watch import AllowlistWatcher
 from mirror.app import create_app
 from mirror.auth.access import AccessControl
+from mirror.auth.denials import DenialSummary
 from mirror.children.devpi import DevpiServer
 from mirror.children.supervisor import ChildError
 from mirror.exception_requests.prechecks import PrecheckContext
@@ -153,7 +154,7 @@ def build_workflow(
 ) -> tuple[AccessControl, AllowlistWatcher, ExceptionRequests]:
     """Access control, the allowlist in force (files plus approved exceptions, read from the
     database) and the exception workflow that changes it."""
-    access = AccessControl(database)
+    access = AccessControl(database, denials=DenialSummary(settings.denial_summary_seconds))
     policy = AllowlistWatcher(settings.allowlists, grants=lambda: grants(database))
 
     def changed(ecosystem: str) -> None:
@@ -237,7 +238,7 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
     webhooks.start()
     stop_polling = threading.Event()
     poller = threading.Thread(
-        target=_poll_allowlists, args=(policy, database, stop_polling), name="allowlist-watch", daemon=True
+        target=_poll_allowlists, args=(policy, access, stop_polling), name="allowlist-watch", daemon=True
     )
     poller.start()
 
@@ -272,6 +273,10 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
         if stop_polling.is_set():
             return
         stop_polling.set()
+        try:
+            access.denials.flush(database, everything=True)
+        except Exception:  # the database may be gone already; the counts are in the metric
+            log.exception("could not write the last summary of refused unauthenticated requests")
         conda_sync.stop()
         caches.stop()
         webhooks.stop()
@@ -369,14 +374,17 @@ class BackgroundCondaSync:
                 log.exception("conda sync after an exception change failed; the previous channels stay served")
 
 
-def _poll_allowlists(policy: AllowlistWatcher, database: Database, stop: threading.Event) -> None:
-    """Off the request path (requests only read a reference): record expired exceptions (the one
-    write no person makes), re-read changed allowlist files, and rebuild when the approved
-    exceptions changed, also through another replica sharing the database."""
+def _poll_allowlists(policy: AllowlistWatcher, access: AccessControl, stop: threading.Event) -> None:
+    """Off the request path (requests only read a reference): record expired exceptions and the
+    summaries of refused unauthenticated requests (the writes no person makes), re-read changed
+    allowlist files, and rebuild when the approved exceptions changed, also through another
+    replica sharing the database."""
+    database = access.database
     seen = fingerprint(database)
     while not stop.wait(policy.interval):
         try:
             expire_due(database)
+            access.denials.flush(database)
             current = fingerprint(database)
             policy.poll(force=current != seen)
             seen = current

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         description="comma-separated environments whose requests are auto-approved when every pre-check passes",
     )
     max_exception_days: int = Field(180, ge=1, le=3650, description="longest duration an exception may ask for")
+    token_max_days: int = Field(365, ge=1, le=3650, description="longest lifetime a token may be created with")
+    denial_summary_seconds: float = Field(
+        60.0, ge=1, le=3600, description="window over which refusals without a valid token are summarised per source"
+    )
     advisories: Path | None = Field(
         None, description="folder of OSV advisories for the vulnerability pre-check (the gate's source)"
     )

@@ -2,20 +2,29 @@
 
 An event is written to `webhook_deliveries` in the same transaction as the change it reports,
 so a decision is never lost and never waits for a receiver. A background sender posts each
-delivery (body signed: `X-Airlock-Signature: sha256=HMAC(secret, body)`) and retries failures
-with exponential backoff.
+delivery and retries failures with exponential backoff.
+
+Deliveries are signed the Standard Webhooks way (standardwebhooks.com): `webhook-id` (the same on
+every retry), `webhook-timestamp` and `webhook-signature: v1,BASE64(HMAC-SHA256(key,
+"{id}.{timestamp}.{body}"))`, so a receiver can refuse replays (an old timestamp, a seen id).
+The key is AIRLOCK_WEBHOOK_SECRET: base64 after `whsec_` (as Standard Webhooks libraries expect),
+else its UTF-8 bytes. `X-Airlock-Signature: sha256=HMAC(secret, body)` is still sent for
+receivers written against it; it signs no time, so it cannot tell a replay.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select, update
@@ -73,7 +82,33 @@ def gate_decision_event(decision: dict[str, Any], audit_id: int) -> dict[str, An
 
 
 def sign(secret: str, body: bytes) -> str:
+    """The legacy `X-Airlock-Signature` (no timestamp: replayable)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signing_key(secret: str) -> bytes:
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            pass  # not base64 after all: the text is the key
+    return secret.encode()
+
+
+def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(signing_key(secret), signed, hashlib.sha256).digest()).decode()
+
+
+def masked_url(url: str) -> str:
+    """A receiver's URL fit for a log line: credentials and query (where tokens live) masked."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if parts.username or parts.password:
+        host = f"***@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -114,8 +149,15 @@ class WebhookSender:
     def _post(self, client: httpx.Client, delivery: WebhookDelivery) -> str | None:
         """Send one delivery; None when the receiver took it, else what went wrong."""
         body = delivery.body.encode()
-        headers = {"Content-Type": "application/json", "X-Airlock-Event": delivery.event}
+        message_id, timestamp = f"airlock-{delivery.id}", int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "X-Airlock-Event": delivery.event,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+        }
         if self.secret:
+            headers["webhook-signature"] = standard_signature(self.secret, message_id, timestamp, body)
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
         try:
             response = client.post(delivery.url, content=body, headers=headers)
@@ -169,7 +211,7 @@ class WebhookSender:
                     level,
                     "webhook %s to %s failed (%s), attempt %d of %d",
                     delivery.event,
-                    delivery.url,
+                    masked_url(delivery.url),
                     error,
                     attempts,
                     MAX_ATTEMPTS,

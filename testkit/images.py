@@ -127,3 +127,43 @@ CLOUD_TOKENS = (
     'AWS_SECRET_ACCESS_KEY = "b8V2lE1z3KMYdp4kz0Sv5RMQaH4lYGiJ/Jry9FvX"\n'
     'GITHUB_TOKEN = "ghp_R8sJq2LmV5wX1tY7uZ3aB9cD4eF6gH0iK2Lm"\n'
 )
+
+
+def layer_tar(entries: list[tuple[str, bytes | None]], tar_format: int = tarfile.PAX_FORMAT) -> bytes:
+    """A layer tar: (path, content) adds a file, (path, None) a folder."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tar_format) as layer:
+        for path, content in entries:
+            info = tarfile.TarInfo(path)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                layer.addfile(info)
+            else:
+                info.size = len(content)
+                layer.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def diff_id_of(layer: bytes) -> str:
+    return f"sha256:{hashlib.sha256(layer).hexdigest()}"
+
+
+def docker_archive(path: Path, layers: list[bytes]) -> Path:
+    """A `docker save` archive of the given layer tars (what `--input` takes)."""
+    config = json.dumps(
+        {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id_of(layer) for layer in layers]}}
+    ).encode()
+    members = [
+        ("config.json", config),
+        *((f"{n}/layer.tar", layer) for n, layer in enumerate(layers)),
+        (
+            "manifest.json",
+            json.dumps([{"Config": "config.json", "Layers": [f"{n}/layer.tar" for n in range(len(layers))]}]).encode(),
+        ),
+    ]
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path

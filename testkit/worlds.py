@@ -194,6 +194,21 @@ def mint_token(
     return value
 
 
+def last_audit_seq(database_url: str) -> int:
+    """The newest audit record's number, read straight from the service's database."""
+    from sqlalchemy import func, select
+
+    from mirror.store.db import Database
+    from mirror.store.models import AuditRecord
+
+    database = Database(database_url)
+    try:
+        with database.reading() as session:
+            return session.execute(select(func.max(AuditRecord.seq))).scalar() or 0
+    finally:
+        database.dispose()
+
+
 def start_api_world(tmp: Path, backend: str) -> ApiWorld:
     import json as _json
     import tempfile
@@ -222,6 +237,7 @@ def start_api_world(tmp: Path, backend: str) -> ApiWorld:
             "AIRLOCK_WEBHOOK_SECRET": secret,
             "AIRLOCK_ADVISORIES": str(advisories),
             "AIRLOCK_MAX_EXCEPTION_DAYS": "120",
+            "AIRLOCK_DENIAL_SUMMARY_SECONDS": "5",  # summaries of refused junk within a test's patience
         },
     )
     return ApiWorld(pypi, database_url, receiver, secret, {}, postgres)

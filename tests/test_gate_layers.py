@@ -4,8 +4,6 @@ layer's view, whiteouts applied, long names, docker-archives and OCI layouts, pl
 from __future__ import annotations
 
 import gzip
-import hashlib
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -16,24 +14,9 @@ from gate.archive import scannable
 from gate.errors import GateError
 from gate.scanner.conda_meta import conda_packages, is_conda_record
 from gate.scanner.layers import final_files
-from testkit.images import oci_archive
+from testkit.images import diff_id_of, docker_archive, layer_tar, oci_archive
 
 LONG_PREFIX = "opt/" + "very-long-environment-folder-name/" * 4 + "env"
-
-
-def _layer(entries: list[tuple[str, bytes | None]], tar_format: int = tarfile.PAX_FORMAT) -> bytes:
-    """A layer tar: (path, content) adds a file, (path, None) a folder."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tar_format) as layer:
-        for path, content in entries:
-            info = tarfile.TarInfo(path)
-            if content is None:
-                info.type = tarfile.DIRTYPE
-                layer.addfile(info)
-            else:
-                info.size = len(content)
-                layer.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def _record(name: str, build: str = "0") -> bytes:
@@ -41,7 +24,7 @@ def _record(name: str, build: str = "0") -> bytes:
 
 
 LAYERS = [
-    _layer(
+    layer_tar(
         [
             ("opt/conda/conda-meta", None),
             ("opt/conda/conda-meta/a-1.0-0.json", _record("a")),
@@ -50,7 +33,7 @@ LAYERS = [
             ("opt/other/conda-meta/c-1.0-0.json", _record("c")),
         ]
     ),
-    _layer(
+    layer_tar(
         [
             ("opt/conda/conda-meta", None),
             ("opt/conda/conda-meta/.wh.a-1.0-0.json", b""),
@@ -59,7 +42,7 @@ LAYERS = [
         ],
         tar_format=tarfile.GNU_FORMAT,
     ),
-    _layer(
+    layer_tar(
         [
             ("opt/other/conda-meta/.wh..wh..opq", b""),
             ("opt/other/conda-meta/d-1.0-0.json", _record("d")),
@@ -75,32 +58,8 @@ EXPECTED = {
 }
 
 
-def _diff_id(layer: bytes) -> str:
-    return f"sha256:{hashlib.sha256(layer).hexdigest()}"
-
-
-def docker_archive(path: Path, layers: list[bytes]) -> Path:
-    config = json.dumps(
-        {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [_diff_id(layer) for layer in layers]}}
-    ).encode()
-    members = [
-        ("config.json", config),
-        *((f"{n}/layer.tar", layer) for n, layer in enumerate(layers)),
-        (
-            "manifest.json",
-            json.dumps([{"Config": "config.json", "Layers": [f"{n}/layer.tar" for n in range(len(layers))]}]).encode(),
-        ),
-    ]
-    with tarfile.open(path, "w") as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
 def _seen(image: Path) -> dict[str, tuple[int, bytes]]:
-    ids = [_diff_id(layer) for layer in LAYERS]
+    ids = [diff_id_of(layer) for layer in LAYERS]
     return {
         path: (ids.index(diff_id), content) for path, (diff_id, content) in final_files(image, is_conda_record).items()
     }
@@ -123,7 +82,7 @@ def test_oci_layouts_read_the_same(tmp_path, compress):
     assert _seen(layout) == EXPECTED
 
 
-def test_conda_packages_carry_their_build_and_layer(tmp_path):
+def test_conda_packages_carry_their_build_andlayer_tar(tmp_path):
     packages = {
         p.name: (p.version, p.build, p.path)
         for p in conda_packages(docker_archive(tmp_path / "image.tar", LAYERS)).packages
@@ -137,7 +96,7 @@ def test_conda_packages_carry_their_build_and_layer(tmp_path):
 
 
 def test_a_record_that_is_not_a_package_cannot_be_vetted(tmp_path):
-    image = docker_archive(tmp_path / "image.tar", [_layer([("opt/conda/conda-meta/x-1-0.json", b"{not json")])])
+    image = docker_archive(tmp_path / "image.tar", [layer_tar([("opt/conda/conda-meta/x-1-0.json", b"{not json")])])
     with pytest.raises(
         GateError, match=r"the conda record /opt/conda/conda-meta/x-1-0.json in the image is not a package record"
     ):

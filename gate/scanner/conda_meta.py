@@ -24,6 +24,11 @@ def is_conda_record(path: str) -> bool:
     return name.endswith(".json") and (folder == "conda-meta" or folder.endswith("/conda-meta"))
 
 
+def is_conda_meta_folder(path: str) -> bool:
+    """A prefix's `conda-meta` folder: a symbolic link there would hide its records from the gate."""
+    return path == "conda-meta" or path.endswith("/conda-meta")
+
+
 _PYTHON_METADATA = (".dist-info/METADATA", ".egg-info/PKG-INFO", ".egg-info")
 """The files by which Trivy finds a Python package (its packaging analyzer's patterns)."""
 
@@ -36,7 +41,7 @@ class CondaRecords(NamedTuple):
 
 def conda_packages(image: Path) -> CondaRecords:
     packages, owned = [], {}
-    for path, (layer, content) in sorted(final_files(image, is_conda_record).items()):
+    for path, (layer, content) in sorted(final_files(image, is_conda_record, is_conda_meta_folder).items()):
         try:
             record = json.loads(content)
             name, version, build = record["name"], record["version"], record.get("build")

@@ -1,5 +1,5 @@
-"""HTTP errors of `/api/v1`: the refusals routes raise, the domain's errors mapped to statuses, and
-the body-size limit. Domain modules raise their own types; only this module knows HTTP for them."""
+"""HTTP errors of `/api/v1`: the refusals routes raise and the domain's errors mapped to statuses.
+Domain modules raise their own types; only this module knows HTTP for them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mirror.api.body_guard import BodyTooLarge, denied_response
 from mirror.auth.access import AccessDenied
 from mirror.exception_requests.errors import InvalidRequest, RequestConflict, RequestNotFound
 from mirror.refusals import refusal
@@ -30,43 +30,6 @@ def field_error(field: str, message: str) -> ApiError:
     return ApiError(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
-class BodyTooLarge(Exception):
-    """The body grew past the limit while it was read."""
-
-
-class BodyLimit:
-    """Refuse API bodies over the limit (413) before they are read into memory. `per_path`: routes
-    with their own limit (a gate decision carries every finding of an image: megabytes)."""
-
-    def __init__(self, app: ASGIApp, limit: int, per_path: dict[str, int] | None = None) -> None:
-        self.app = app
-        self.limit = limit
-        self.per_path = per_path or {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
-            return await self.app(scope, receive, send)
-        limit = self.per_path.get(scope["path"].rstrip("/"), self.limit)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _too_large(limit)(scope, receive, send)
-        received = 0
-
-        async def counted() -> dict:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise BodyTooLarge(limit)
-            return message
-
-        await self.app(scope, counted, send)
-
-
-def _too_large(limit: int) -> Response:
-    return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
-
-
 def install(app: FastAPI) -> None:
     """The handlers that turn errors into the API's JSON answers (and refusals elsewhere)."""
 
@@ -76,8 +39,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AccessDenied)
     async def access_denied(request: Request, exc: AccessDenied) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=headers)
+        return denied_response(exc)
 
     @app.exception_handler(RequestNotFound)
     async def not_found(request: Request, exc: RequestNotFound) -> Response:
@@ -95,7 +57,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
-        return _too_large(exc.args[0])
+        return too_large(exc.args[0])
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

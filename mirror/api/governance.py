@@ -11,7 +11,7 @@ from mirror.api.errors import ApiError, field_error
 from mirror.api.models import AllowlistOut, AuditOut, ErrorOut, GateDecisionIn, GrantOut, RuleOut, TokenCreate, TokenOut
 from mirror.audit.reads import AuditFilter, audit_page
 from mirror.auth.deps import AccessDep, PrincipalDep
-from mirror.auth.roles import Permission
+from mirror.auth.roles import ROLES, SERVER_MINTED_ROLES, Permission, may_mint
 from mirror.auth.tokens import TokenError, create_token, list_tokens, parse_duration, revoke_token
 from mirror.exception_requests.store import grants_in_force
 from mirror.gate_decisions import record_gate_decision
@@ -134,12 +134,28 @@ def _token_out(row, token: str | None = None) -> TokenOut:
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut, responses=ERRORS, tags=["tokens"])
-def new_token(body: TokenCreate, principal: PrincipalDep, access: AccessDep) -> TokenOut:
+def new_token(body: TokenCreate, principal: PrincipalDep, access: AccessDep, parts: PartsDep) -> TokenOut:
     access.require(principal, Permission.MANAGE_TOKENS, None, "token.create", f"token for {body.user}")
+    if not may_mint(principal, body.role):
+        raise access.deny(
+            principal,
+            "token.create",
+            f"token for {body.user}",
+            f"a {body.role} token can approve requests or mint tokens: only the server's operator creates one, "
+            f"with `airlock token create --role {body.role}` on the server; the API mints only "
+            + ", ".join(role for role in ROLES if role not in SERVER_MINTED_ROLES),
+        )
     try:
         with access.database.transaction() as session:
             token, row = create_token(
-                session, body.user, body.role, body.projects, parse_duration(body.expires_in), actor=principal.user
+                session,
+                body.user,
+                body.role,
+                body.projects,
+                parse_duration(body.expires_in),
+                actor=principal.user,
+                max_days=parts.settings.token_max_days,
+                via="api",
             )
     except TokenError as exc:
         raise field_error(exc.field, str(exc)) from None

@@ -1,5 +1,6 @@
 """Who may do what, decided in one place: the caller's token becomes a `Principal`, a permission is
-required of it, and every refusal is written to the audit log before it is returned.
+required of it, and every refusal of an actor is written to the audit log before it is returned
+(callers without a valid token are counted and summarised: `mirror.auth.denials`).
 
 API routes (`mirror.auth.deps`) and package routes (`mirror.observability`, with
 AIRLOCK_REQUIRE_TOKEN=true) authenticate through the same `AccessControl`. Nothing here knows a
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 
 from mirror.audit.log import append
+from mirror.auth.denials import DenialSummary
 from mirror.auth.roles import Permission, Principal
 from mirror.auth.tokens import TokenCache
 from mirror.store.db import Database
@@ -41,9 +43,12 @@ def presented_token(authorization: str) -> str | None:
 
 
 class AccessControl:
-    def __init__(self, database: Database, tokens: TokenCache | None = None) -> None:
+    def __init__(
+        self, database: Database, tokens: TokenCache | None = None, denials: DenialSummary | None = None
+    ) -> None:
         self.database = database
         self.tokens = tokens or TokenCache()
+        self.denials = denials or DenialSummary()
 
     def cached(self, presented: str) -> Principal | None:
         """A principal seen in the last seconds, answered from memory (no thread hop, no query)."""
@@ -53,13 +58,13 @@ class AccessControl:
         """The token's principal, or None and why not (never the secret). Not audited."""
         return self.tokens.lookup(presented, self.database)
 
-    def authenticate(self, presented: str | None, attempt: str, path: str) -> Principal:
-        """The caller's principal; raises AccessDenied(401), audited, for a missing or invalid token."""
+    def authenticate(self, presented: str | None, attempt: str, path: str, source: str = "?") -> Principal:
+        """The caller's principal; raises AccessDenied(401), counted, for a missing or invalid token."""
         if not presented:
-            raise self.deny(None, attempt, path, TOKEN_HINT, status=401)
+            raise self.deny(None, attempt, path, TOKEN_HINT, status=401, source=source)
         principal, why = self.lookup(presented)
         if principal is None:
-            raise self.deny(None, attempt, path, f"invalid token: {why}", status=401)
+            raise self.deny(None, attempt, path, f"invalid token: {why}", status=401, source=source)
         return principal
 
     def deny(
@@ -70,21 +75,21 @@ class AccessControl:
         reason: str,
         project: str | None = None,
         status: int = 403,
+        source: str = "?",
     ) -> AccessDenied:
-        """Audit a denied attempt (in its own transaction) and return the error to raise."""
-        actor = principal.user if principal else "anonymous"
+        """Audit a denied attempt of an actor (in its own transaction) and return the error to
+        raise; a caller without a valid token is counted and summarised (`mirror.auth.denials`)."""
+        if principal is None:
+            kind = "missing" if reason == TOKEN_HINT else "invalid"
+            self.denials.note(source, reason, action, kind)
+            return AccessDenied(status, reason)
         with self.database.transaction() as session:
             append(
                 session,
-                actor,
+                principal.user,
                 "access.denied",
                 subject,
-                {
-                    "attempted": action,
-                    "reason": reason,
-                    "role": principal.role if principal else None,
-                    "status": status,
-                },
+                {"attempted": action, "reason": reason, "role": principal.role, "status": status},
                 project=project,
             )
         return AccessDenied(status, reason)

@@ -24,7 +24,10 @@ async def current_principal(request: Request) -> Principal:
     cached = access.cached(token) if token else None
     if cached is not None:
         return cached
-    return await run_in_threadpool(access.authenticate, token, f"{request.method} {request.url.path}", request.url.path)
+    source = request.client.host if request.client else "?"
+    return await run_in_threadpool(
+        access.authenticate, token, f"{request.method} {request.url.path}", request.url.path, source
+    )
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

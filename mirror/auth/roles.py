@@ -59,6 +59,20 @@ ROLES: dict[str, dict[Permission, Scope]] = {
 }
 
 
+SERVER_MINTED_ROLES = frozenset(role for role, table in ROLES.items() if P.DECIDE in table or P.MANAGE_TOKENS in table)
+"""Roles whose tokens only `airlock token create`, run by the server's operator, issues. A token
+for one of them can approve a request (or mint more tokens); were the API to mint them, whoever
+holds `manage tokens` could name a second "person" and approve their own request under that name,
+and the requester != approver rule would compare two names one person chose."""
+
+
+def may_mint(minter: Principal | None, role: str) -> bool:
+    """Whether `minter` may create a token for `role`; None is the server's operator (the CLI)."""
+    if minter is None:
+        return True
+    return minter.may(Permission.MANAGE_TOKENS) and role not in SERVER_MINTED_ROLES
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: from a token."""

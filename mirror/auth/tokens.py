@@ -19,6 +19,7 @@ from mirror.store.models import Token
 _TOKEN = re.compile(r"^alk_([0-9a-f]{12})_([A-Za-z0-9_-]{32,64})$")
 _DURATION = re.compile(r"^(\d+)([dh])$")
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+DEFAULT_MAX_DAYS = 365
 
 
 class TokenError(ValueError):
@@ -34,6 +35,8 @@ def parse_duration(text: str) -> timedelta:
     if match is None:
         raise TokenError(f"invalid duration {text!r}: write e.g. 90d or 12h")
     amount = int(match.group(1))
+    if amount > 36_500:  # also keeps timedelta from overflowing on 10**20d
+        raise TokenError(f"invalid duration {text!r}: at most {DEFAULT_MAX_DAYS}d by default (AIRLOCK_TOKEN_MAX_DAYS)")
     return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
 
 
@@ -42,10 +45,28 @@ def _digest(secret: str) -> str:
 
 
 def create_token(
-    session: Session, user: str, role: str, projects: list[str], expires_in: timedelta | None, actor: str = "cli"
+    session: Session,
+    user: str,
+    role: str,
+    projects: list[str],
+    expires_in: timedelta | None,
+    actor: str = "cli",
+    *,
+    max_days: int = DEFAULT_MAX_DAYS,
+    via: str = "cli",
 ) -> tuple[str, Token]:
+    """Issue a token (audited: who minted it, for whom, through what). `expires_in` None is the
+    longest lifetime allowed, `max_days` (AIRLOCK_TOKEN_MAX_DAYS): no token lives for ever."""
     if role not in ROLES:
         raise TokenError(f"unknown role {role!r} (roles: {', '.join(ROLES)})", "role")
+    longest = timedelta(days=max_days)
+    if expires_in is None:
+        expires_in = longest
+    if expires_in > longest or expires_in <= timedelta(0):
+        raise TokenError(
+            f"a token lives between 1h and {max_days}d (AIRLOCK_TOKEN_MAX_DAYS); asked for {_days(expires_in)}: "
+            "issue a shorter one and a new one when it expires"
+        )
     if not user.strip():
         raise TokenError("--user must name a person or a process", "user")
     bad = [p for p in projects if not PROJECT_NAME.match(p)]
@@ -60,7 +81,7 @@ def create_token(
         role=role,
         projects=sorted(set(projects)),
         created_at=now,
-        expires_at=now + expires_in if expires_in else None,
+        expires_at=now + expires_in,
     )
     session.add(row)
     append(
@@ -72,10 +93,16 @@ def create_token(
             "user": row.user,
             "role": role,
             "projects": row.projects,
-            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "expires_at": row.expires_at.isoformat(),
+            "minted_by": actor,
+            "via": via,
         },
     )
     return f"alk_{token_id}_{secret}", row
+
+
+def _days(delta: timedelta) -> str:
+    return f"{delta.days}d" if delta.seconds == 0 else f"{delta.total_seconds() / 3600:.0f}h"
 
 
 def authenticate(session: Session, presented: str) -> tuple[Principal | None, str]:

@@ -6,7 +6,9 @@ down. It enforces nothing: only Airlock's filter decides what leaves through the
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -18,6 +20,16 @@ from mirror.children.supervisor import ChildError, ChildProcess, free_port, run_
 
 INDEX = "root/upstream"
 """The one mirror index; Airlock reads `/{INDEX}/+simple/…` and `/{INDEX}/+f/…`."""
+
+
+def write_private(path: Path, content: bytes) -> None:
+    """Create `path` readable by this user alone, with `content`; an existing file is kept."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
 
 
 def _tool(name: str) -> str:
@@ -87,24 +99,17 @@ class DevpiServer:
 
     def _initialise(self) -> None:
         self.server_dir.parent.mkdir(parents=True, exist_ok=True)
-        if not self._password_file.exists():
-            self._password_file.write_text(secrets.token_urlsafe(24))
-            self._password_file.chmod(0o600)
-        if not self._secret_file.exists():
-            run_command([_tool("devpi-gen-secret"), "--secretfile", str(self._secret_file)], 60, "devpi secret")
-            self._secret_file.chmod(0o600)
+        # Both secrets are created private (no moment in which another user could read them), and
+        # the root password reaches devpi-init through its environment, not its world-readable
+        # command line.
+        write_private(self._password_file, secrets.token_urlsafe(24).encode())
+        write_private(self._secret_file, base64.b64encode(secrets.token_bytes(32)))  # devpi's own format
         if not (self.server_dir / ".nodeinfo").exists():
             run_command(
-                # `=`: a generated password may start with "-", which argparse would take for an option
-                [
-                    _tool("devpi-init"),
-                    "--serverdir",
-                    str(self.server_dir),
-                    "--no-root-pypi",
-                    f"--root-passwd={self._password_file.read_text().strip()}",
-                ],
+                [_tool("devpi-init"), "--serverdir", str(self.server_dir), "--no-root-pypi"],
                 120,
                 "devpi-init",
+                env={**os.environ, "DEVPISERVER_ROOT_PASSWD": self._password_file.read_text().strip()},
             )
 
     def _ensure_index(self) -> None:

@@ -23,7 +23,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--user", required=True)
     create.add_argument("--role", required=True)
     create.add_argument("--project", action="append", default=[], dest="projects", metavar="P")
-    create.add_argument("--expires-in", default="90d", metavar="DURATION", help="e.g. 90d, 12h (default 90d)")
+    create.add_argument(
+        "--expires-in",
+        default="90d",
+        metavar="DURATION",
+        help="e.g. 90d, 12h (default 90d; at most AIRLOCK_TOKEN_MAX_DAYS, 365d)",
+    )
     create.set_defaults(handler=run_token_create)
     listing = token_actions.add_parser("list", help="list tokens (never their secrets)")
     listing.add_argument("--json", action="store_true")
@@ -92,7 +97,13 @@ def run_token_create(args: argparse.Namespace, database: Database) -> int:
     try:
         with database.transaction() as session:
             token, row = create_token(
-                session, args.user, args.role, args.projects, parse_duration(args.expires_in), actor=_cli_actor()
+                session,
+                args.user,
+                args.role,
+                args.projects,
+                parse_duration(args.expires_in),
+                actor=_cli_actor(),
+                max_days=load_settings(args.config).token_max_days,
             )
     except TokenError as exc:
         print(f"airlock: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import httpx
@@ -49,7 +50,9 @@ def run_status(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
-        response = httpx.get(f"http://{settings.listen}/readyz", timeout=5.0)
+        token = os.environ.get("AIRLOCK_TOKEN")  # with AIRLOCK_REQUIRE_TOKEN=true, details need an operator's
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.get(f"http://{settings.listen}/readyz", timeout=5.0, headers=headers)
         readiness = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         readiness = {
@@ -68,6 +71,8 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"Airlock at {settings.base_url}: {'ready' if readiness.get('ready') else 'NOT READY'}")
     if "error" in readiness:
         print(f"  {readiness['error']}")
+    elif "parts" not in readiness:
+        print("  details need AIRLOCK_TOKEN set to a monitoring-process or platform-support token")
     rows = [
         [name, "yes" if part.get("healthy") else "NO", ", ".join(f"{k}={v}" for k, v in part.items() if k != "healthy")]
         for name, part in readiness.get("parts", {}).items()

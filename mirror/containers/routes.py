@@ -192,6 +192,9 @@ async def tags(name: str, request: Request, parts: PartsDep, current: AllowlistD
     if isinstance(parsed, Response):
         return parsed
     env, upstream, repository, image, allowlist, _ = parsed
+    listed = allowlist.decide_name(Ecosystem.CONTAINERS, env, image)
+    if not listed.allowed:  # as for its manifests: the upstream is not asked, so nothing of it leaks
+        return registry_refusal(403, "DENIED", f"Airlock: {listed.reason}", route="v2", subject=image)
     response = await _forward(parts, request.method, upstream, f"/v2/{repository}/tags/list", {})
     if isinstance(response, Response):
         return response

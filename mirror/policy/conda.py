@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 DEFAULT_SUBDIRS = ("noarch", "linux-64")
 _CHANNEL_KEYS = frozenset({"url", "subdirs"})
+_SUBDIR = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+"""`noarch`, `linux-64`, `osx-arm64`…: a subdir becomes a folder and a URL segment."""
 _NO_BUILD = "__unspecified__"
 
 
@@ -127,7 +130,11 @@ class CondaSchema(EntrySchema):
         )
         for name, (url, body) in found.items():
             subdirs = body.get("subdirs", list(DEFAULT_SUBDIRS))
-            if not isinstance(subdirs, list) or not subdirs or not all(isinstance(s, str) for s in subdirs):
+            if (
+                not isinstance(subdirs, list)
+                or not subdirs
+                or not all(isinstance(s, str) and _SUBDIR.match(s) for s in subdirs)
+            ):
                 diagnostics.error(
                     ("channels", name, "subdirs"), f"channel {name!r}: 'subdirs' must be a list like [noarch, linux-64]"
                 )

@@ -22,8 +22,14 @@ def parse_specifier(text: str) -> SpecifierSet:
     return SpecifierSet(text)
 
 
-@lru_cache(maxsize=65536)
 def parse_version(text: str) -> Version | None:
+    """Cached for real versions; a long text (no release is spelled in 40 characters or more, but
+    a request path may be) is parsed each time, so that the cache's size stays bounded."""
+    return _parse_version(text) if len(text) < 40 else _parse_version.__wrapped__(text)
+
+
+@lru_cache(maxsize=65536)
+def _parse_version(text: str) -> Version | None:
     try:
         return Version(text)
     except InvalidVersion:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 import difflib
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from mirror.policy.interface import Diagnostic, Ecosystem, ExceptionGrant, VersionMatcher
 from mirror.policy.yamlsource import Path, SourceDocument
@@ -86,6 +88,14 @@ def read_upstreams(
         return found
     for name, body in raw.items():
         path = (key, name)
+        if not isinstance(name, str) or not UPSTREAM_NAME.match(name):
+            # The name becomes a URL path segment, a folder and a child's configuration.
+            diagnostics.error(
+                path,
+                f"invalid {what} name {str(name)[:80]!r}: lowercase letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit, at most 63 characters",
+            )
+            continue
         if not isinstance(body, dict):
             diagnostics.error(path, f"{what} {name!r} must be a mapping with 'url', got {describe_type(body)}")
             continue
@@ -95,8 +105,30 @@ def read_upstreams(
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             diagnostics.error(path, f"{what} {name!r} needs 'url: http(s)://...', got {describe_type(url)}")
             continue
+        if not _plain_url(url):
+            diagnostics.error(
+                path + ("url",),
+                f"{what} {name!r}: {url[:120]!r} is not a plain http(s) URL (a host, no spaces, quotes or control "
+                "characters)",
+            )
+            continue
         found[str(name)] = (url.rstrip("/"), body)
     return found
+
+
+UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_URL_TEXT = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&()*+,;=%-]+$")
+
+
+def _plain_url(url: str) -> bool:
+    if not _URL_TEXT.match(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 class EntryReader:

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from mirror.bounded_cache import BoundedCache
 from mirror.children.devpi import INDEX
 from mirror.pypi.simple import JSON_V1, ProjectPage, parse_devpi_page
 from mirror.pypi.upstream_page import (
@@ -41,6 +41,8 @@ from mirror.pypi.upstream_page import (
 
 log = logging.getLogger("airlock.pypi")
 _MAX_PROJECTS = 4096
+_MAX_CACHED_FILES = 400_000
+"""Files listed across the pages kept in memory (about 1 KiB each with their rendered forms)."""
 _MAX_UPSTREAM_PAGE = 64 << 20
 """Bytes: the largest project pages on PyPI are a few MB of JSON; more is not a page."""
 _NEW_FILE_RECHECK = 60.0
@@ -80,7 +82,9 @@ class UpstreamFacts:
         self._upstream = upstream
         self._folder = folder
         self._ttl = ttl
-        self._memory: OrderedDict[str, tuple[float, UpstreamPage]] = OrderedDict()
+        self._memory: BoundedCache[str, tuple[float, UpstreamPage]] = BoundedCache(
+            _MAX_PROJECTS, _MAX_CACHED_FILES, lambda entry: _files_weight(entry[1])
+        )
         self._asked: dict[str, float] = {}
 
     def due(self, project: str, filenames: frozenset[str] = frozenset()) -> bool:
@@ -104,6 +108,8 @@ class UpstreamFacts:
         return found[0] if found else 0.0
 
     async def fetch(self, project: str) -> FactsAnswer:
+        if len(self._asked) > 65_536:  # only paces repeated asks: forgetting costs one early ask
+            self._asked.clear()
         self._asked[project] = time.time()
         url = f"{self._upstream}{project}/"
         try:
@@ -142,24 +148,21 @@ class UpstreamFacts:
                 found = (float(data["fetched"]), page_from_json(data))
             except (OSError, ValueError, KeyError, TypeError):
                 return None
-            self._remember(project, found)
-        self._memory.move_to_end(project)
+            self._memory.put(project, found)
         return found
 
     def _save(self, project: str, page: UpstreamPage) -> None:
         fetched = time.time()
-        self._remember(project, (fetched, page))
+        self._memory.put(project, (fetched, page))
         self._folder.mkdir(parents=True, exist_ok=True)
         document = {**page_to_json(page), "fetched": fetched}
         temporary = self._folder / f".{project}.{os.getpid()}.tmp"
         temporary.write_text(json.dumps(document, separators=(",", ":")))
         temporary.replace(self._folder / f"{project}.json")
 
-    def _remember(self, project: str, entry: tuple[float, UpstreamPage]) -> None:
-        self._memory[project] = entry
-        self._memory.move_to_end(project)
-        while len(self._memory) > _MAX_PROJECTS:
-            self._memory.popitem(last=False)
+
+def _files_weight(page: UpstreamPage | ProjectPage | None) -> int:
+    return 1 + (len(page.files) + len(page.withheld) if page is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,9 @@ class ProjectPages:
         self._ttl = ttl
         self._facts = facts
         self._metadata = metadata
-        self._cache: OrderedDict[str, CachedPage] = OrderedDict()
+        self._cache: BoundedCache[str, CachedPage] = BoundedCache(
+            _MAX_PROJECTS, _MAX_CACHED_FILES, lambda entry: _files_weight(entry.page)
+        )
         self._inflight: dict[str, asyncio.Future[CachedPage]] = {}
         self._ingesting: dict[str, asyncio.Task] = {}
         self._warm: dict[str, asyncio.Task] = {}
@@ -188,7 +193,6 @@ class ProjectPages:
         """The project's page; `fresh` skips the reuse window (a file missing from a cached page)."""
         cached = self._cache.get(project)
         if cached is not None and not fresh and time.monotonic() - cached.fetched_at < self._ttl:
-            self._cache.move_to_end(project)
             return cached
         return await run_once(self._inflight, project, lambda: self._fetch(project))
 
@@ -305,10 +309,7 @@ class ProjectPages:
             )
 
     def _keep(self, project: str, entry: CachedPage) -> CachedPage:
-        self._cache[project] = entry
-        self._cache.move_to_end(project)
-        while len(self._cache) > _MAX_PROJECTS:
-            self._cache.popitem(last=False)
+        self._cache.put(project, entry)
         return entry
 
 

@@ -174,6 +174,8 @@ def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, 
         elif not files and withheld:
             status = ProjectStatus("quarantined", f"nothing of {project} is allowed for {env}: {reason}")
         body = render_json(project, files, status) if media == JSON_V1 else render_html(project, files, status)
+        for stale in [k for k in cached.rendered if k[1] != allowlist.generation]:  # bounded: envs x media types
+            cached.rendered.pop(stale, None)
         found = cached.rendered[key] = (body, withheld, reason)
     return found
 

@@ -54,7 +54,15 @@ class Database:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        # A snapshot read sees one state of the database throughout: SQLite's deferred BEGIN gives
+        # that; PostgreSQL's READ COMMITTED would give each statement its own, so that `audit
+        # verify` read the head, then records appended after it, and reported tampering.
+        snapshot_engine = (
+            self.read_engine
+            if url.startswith("sqlite")
+            else self.read_engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        self._read_sessions = sessionmaker(snapshot_engine, expire_on_commit=False)
         # Reads whose statements each stand alone need no transaction. On PostgreSQL its BEGIN and
         # ROLLBACK are two more round trips, which made the API's list 1.7 ms instead of 1.0 ms;
         # the option engine shares the pool and sets psycopg's client-side autocommit flag.
@@ -108,7 +116,7 @@ class Database:
 
     @contextmanager
     def reading(self, snapshot: bool = True) -> Iterator[Session]:
-        """A read-only unit: never takes SQLite's write lock. With `snapshot=False` every statement
+        """A read-only unit that sees one snapshot; never takes SQLite's write lock. With `snapshot=False` every statement
         sees the newest committed data on its own (no transaction): for reads that need no
         consistency across statements and no server-side cursor (`yield_per`)."""
         with (self._read_sessions if snapshot else self._statement_sessions)() as session:
