@@ -7,7 +7,6 @@ children); a child also dies with Airlock if Airlock is killed (see `children.su
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import socket
 import sys
@@ -26,7 +25,7 @@ from mirror.children.supervisor import ChildError
 from mirror.exception_requests.prechecks import PrecheckContext
 from mirror.exception_requests.store import expire_due, fingerprint, grants
 from mirror.exception_requests.workflow import ExceptionRequests
-from mirror.observability import LogContext
+from mirror.logs import configure_logging
 from mirror.parts import ServiceParts
 from mirror.policy import Allowlist, Ecosystem, InvalidAllowlist
 from mirror.settings import Settings
@@ -34,37 +33,6 @@ from mirror.store.db import Database, DatabaseUnavailable
 from mirror.webhooks import WebhookSender
 
 log = logging.getLogger("airlock")
-_STANDARD_RECORD_KEYS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with whatever `extra=` fields a caller attached."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_RECORD_KEYS})
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(LogContext())
-    handler.setFormatter(
-        JsonFormatter()
-        if settings.log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def client_settings(settings: Settings, allowlist: Allowlist | None) -> list[dict[str, Any]]:
@@ -176,7 +144,7 @@ def build_workflow(
 
 
 def run_service(settings: Settings) -> int:
-    configure_logging(settings)
+    configure_logging(settings.log_format, settings.log_level)
     try:
         listener = listening_socket(settings.host, settings.port)
     except OSError as exc:
@@ -265,7 +233,7 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
             parts[f"registry-{name}"] = {
                 "healthy": False,
                 "optional": True,
-                "state": "not running: upstream unreachable, retrying",
+                "state": caches.state(name),
             }
         return parts
 
@@ -298,7 +266,7 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
             on_stop=stop_children,
         )
     )
-    _print_banner(settings, policy.current())
+    _print_banner(settings, policy.current(), dict(caches.causes))
     # Everything built so far lives as long as the process: move it out of the collector's view.
     # Otherwise each full collection rescans it while a request waits (bench/api.py's p99 halved).
     gc.collect()
@@ -392,7 +360,7 @@ def _poll_allowlists(policy: AllowlistWatcher, access: AccessControl, stop: thre
             log.exception("allowlist reload failed")
 
 
-def _print_banner(settings: Settings, allowlist: Allowlist) -> None:
+def _print_banner(settings: Settings, allowlist: Allowlist, registry_causes: dict[str, str]) -> None:
     lines = [
         f"Airlock is serving on {settings.base_url}  (allowlists: {settings.allowlists}, data: {settings.data_dir})"
     ]
@@ -402,5 +370,32 @@ def _print_banner(settings: Settings, allowlist: Allowlist) -> None:
         lines.append(f"    uv:  {row['uv']}")
         lines.append(f"    conda: {row['conda']}")
         lines.append(f"    docker: {row['docker']}")
+    waiting = not_ready(settings, allowlist, registry_causes)
+    if waiting:
+        lines.append("Not ready yet:")
+        lines.extend(f"  - {line}" for line in waiting)
     lines.append("Stop with Ctrl-C.")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def not_ready(settings: Settings, allowlist: Allowlist, registry_causes: dict[str, str]) -> list[str]:
+    """What the client settings above do not serve yet, and what to do about it."""
+    from mirror.conda.channel import live_channel  # rattler and friends: only when there is a conda file
+
+    waiting = [
+        f"base images from `{name}`: {cause} (retrying in the background; `airlock status` shows it)"
+        for name, cause in sorted(registry_causes.items())
+    ]
+    conda = allowlist.policy.files.get(Ecosystem.CONDA)
+    for channel in sorted((conda.context or {}) if conda else {}):
+        unsynced = [
+            env
+            for env in allowlist.environments(Ecosystem.CONDA)
+            if not any(live_channel(settings.data_dir, env, channel).glob("*/repodata.json"))
+        ]
+        if unsynced:
+            waiting.append(
+                f"conda channel `{channel}` is not synced for {', '.join(unsynced)} (its URLs answer 503): "
+                f"run `airlock sync conda`"
+            )
+    return waiting

@@ -66,7 +66,16 @@ class Settings(BaseSettings):
         le=3600,
         description="first wait before retrying a registry cache that could not start (then doubling, up to 5 min)",
     )
-    log_format: str = Field("json", pattern="^(json|text)$", description="service log lines: json or text")
+    log_format: str = Field(
+        "auto",
+        pattern="^(auto|json|text)$",
+        description="service log lines: `auto` (readable lines on a terminal, JSON otherwise), `json` or `text`",
+    )
+    log_level: str = Field(
+        "info",
+        pattern="^(debug|info|warning|error)$",
+        description="least severe log line shown; `debug` also shows third-party INFO lines",
+    )
 
     @field_validator("listen")
     @classmethod

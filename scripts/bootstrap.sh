@@ -38,8 +38,9 @@ install_python_environment() {
     # `test` includes everything `run` needs, so a test environment serves scripts/run too.
     if [[ "$installed" != "$extras" && ! ( "$installed" == test && "$extras" == run ) ]]; then
         say "installing airlock[$extras] into $VENV"
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+        # -qq: pip's errors, not its warnings (a machine's pip.conf naming absent folders, say).
+        "$VENV/bin/python" -m pip install -qq --upgrade pip
+        "$VENV/bin/python" -m pip install -qq -e "$ROOT[$extras]"
         echo "$extras" > "$stamp"
     fi
     # pip compiles a regular install's modules; an editable one is compiled on first import, which
