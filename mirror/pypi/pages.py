@@ -198,7 +198,7 @@ class ProjectPages:
 
     def forget(self, project: str) -> None:
         """Drop the reused page (its metadata was found untrustworthy): the next request rebuilds it."""
-        self._cache.pop(project, None)
+        self._cache.pop(project)
 
     async def _fetch(self, project: str) -> CachedPage:
         """From the upstream's own page when Airlock has it (devpi's file paths follow from the
