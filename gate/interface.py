@@ -53,6 +53,8 @@ class Package:
     installed_by: str | None = None
     """For Python metadata a conda package installed (its record lists the file): that package,
     which is vetted as conda, not as a PyPI project."""
+    licence: str | None = None
+    """As the package's metadata (Trivy) or conda record states it; None when it states none."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mirror.clock import utc_now
 from mirror.policy import Allowlist, Diagnostic, ExceptionGrant, InvalidAllowlist, build_allowlist, load_policy_files
+from mirror.policy.advisories import AdvisoryIndex
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -71,9 +72,12 @@ def collector_paused():
 
 
 def load_allowlist(
-    paths: Sequence[str | os.PathLike[str]], grants: Iterable[ExceptionGrant] = (), now: datetime | None = None
+    paths: Sequence[str | os.PathLike[str]],
+    grants: Iterable[ExceptionGrant] = (),
+    now: datetime | None = None,
+    advisories: AdvisoryIndex | None = None,
 ) -> Allowlist:
     now = now or utc_now()
     sources = read_policy_sources(paths)
     with collector_paused():
-        return build_allowlist(load_policy_files(sources, now), grants, now)
+        return build_allowlist(load_policy_files(sources, now), grants, now, advisories)

@@ -1,18 +1,23 @@
 """The allowlist in force for the running service: swapped whole when a file changes, an entry or
-exception ends, or the approved exceptions change. Readers take a reference; nothing here writes."""
+exception ends, the approved exceptions change, or the advisory folder changes (conditions read
+it). Readers take a reference; nothing here writes (`on_advisories` is told of a new feed)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mirror.advisory_feed import RESCAN_SECONDS, load_advisories
+from mirror.advisory_feed import fingerprint as advisory_fingerprint
 from mirror.allowlist_files import find_policy_files, load_allowlist
 from mirror.clock import utc_now
 from mirror.policy import Allowlist, Diagnostic, ExceptionGrant, InvalidAllowlist
+from mirror.policy.advisories import AdvisoryIndex
 
 log = logging.getLogger("airlock.allowlists")
 
@@ -38,13 +43,19 @@ class AllowlistWatcher:
         folder: str | os.PathLike[str],
         grants: Callable[[], Iterable[ExceptionGrant]] = lambda: (),
         interval: float = 0.5,
+        advisories: Path | None = None,
+        on_advisories: Callable[[Allowlist, Allowlist], None] = lambda before, after: None,
     ) -> None:
         self.folder = Path(folder)
         self._grants = grants
         self.interval = interval
+        self.advisories = advisories
+        self._on_advisories = on_advisories
         self._lock = threading.Lock()
         self._fingerprint = self._stat()
-        self._state = WatchState(load_allowlist([self.folder], self._grants()))
+        self._feed_checked = time.monotonic()
+        self._feed = advisory_fingerprint(advisories) if advisories else ()
+        self._state = WatchState(load_allowlist([self.folder], self._grants(), advisories=self._advisories()))
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -65,19 +76,45 @@ class AllowlistWatcher:
         """Rebuild if a file changed or `force`; True when a new allowlist was swapped in."""
         with self._lock:
             fingerprint = self._stat()
-            if not force and fingerprint == self._fingerprint and not self._state.allowlist.is_stale(utc_now()):
+            feed_changed = self._feed_changed()
+            if (
+                not force
+                and not feed_changed
+                and fingerprint == self._fingerprint
+                and not self._state.allowlist.is_stale(utc_now())
+            ):
                 return False
             self._fingerprint = fingerprint
+            previous = self._state.allowlist
             try:
-                allowlist = load_allowlist([self.folder], self._grants())
+                allowlist = load_allowlist([self.folder], self._grants(), advisories=self._advisories())
             except InvalidAllowlist as exc:
                 if tuple(exc.diagnostics) != self._state.errors:
                     log.error("allowlist edit rejected, the previous allowlist stays in force:\n%s", exc)
                 self._state = WatchState(self._state.allowlist, tuple(exc.diagnostics))
                 return False
+            except ValueError as exc:  # an advisory file that is not JSON: keep what was vetted
+                log.error("advisory folder unreadable, the previous allowlist and advisories stay in force: %s", exc)
+                return False
             self._state = WatchState(allowlist)
             log.info("allowlist reloaded (generation %d)", allowlist.generation)
-            return True
+        if feed_changed:
+            self._on_advisories(previous, allowlist)
+        return True
+
+    def _advisories(self) -> AdvisoryIndex | None:
+        return load_advisories(self.advisories, fresh=True) if self.advisories else None
+
+    def _feed_changed(self) -> bool:
+        """Whether the advisory folder changed, looked at every couple of seconds at most."""
+        if self.advisories is None or time.monotonic() - self._feed_checked < RESCAN_SECONDS:
+            return False
+        self._feed_checked = time.monotonic()
+        stamp = advisory_fingerprint(self.advisories)
+        if stamp == self._feed:
+            return False
+        self._feed = stamp
+        return True
 
     def _stat(self) -> tuple[tuple[str, int, int], ...]:
         files, _ = find_policy_files([self.folder])

@@ -20,6 +20,7 @@ from mirror.allowlist_watch import AllowlistWatcher
 from mirror.app import create_app
 from mirror.auth.access import AccessControl
 from mirror.auth.denials import DenialSummary
+from mirror.banner import print_banner
 from mirror.children.devpi import DevpiServer
 from mirror.children.supervisor import ChildError
 from mirror.exception_requests.prechecks import PrecheckContext
@@ -28,47 +29,12 @@ from mirror.exception_requests.workflow import ExceptionRequests
 from mirror.logs import configure_logging
 from mirror.parts import ServiceParts
 from mirror.policy import Allowlist, Ecosystem, InvalidAllowlist
+from mirror.policy_changes import record_advisory_change
 from mirror.settings import Settings
 from mirror.store.db import Database, DatabaseUnavailable
 from mirror.webhooks import WebhookSender
 
 log = logging.getLogger("airlock")
-
-
-def client_settings(settings: Settings, allowlist: Allowlist | None) -> list[dict[str, Any]]:
-    """What to give pip, uv, conda and docker per environment, naming the allowlist's own conda
-    channels and registry upstreams (a placeholder only where it declares none)."""
-    base = settings.base_url
-    host = base.split("://", 1)[-1]
-    environments = allowlist.environments(Ecosystem.PYPI) if allowlist else []
-    channels = _declared(allowlist, Ecosystem.CONDA) or ["CHANNEL"]
-    upstreams = _declared(allowlist, Ecosystem.CONTAINERS)
-    upstream = upstreams[0] if len(upstreams) == 1 else "UPSTREAM"
-    choices = f"; UPSTREAM: {' or '.join(upstreams)}" if len(upstreams) > 1 else ""
-    rows = []
-    for env in environments:
-        index = f"{base}/pypi/{env}/simple/"
-        rows.append(
-            {
-                "environment": env,
-                "pip": f"pip install --index-url {index} PACKAGE   (or PIP_INDEX_URL={index})",
-                "uv": f'uv pip install --index-url {index} PACKAGE   (or UV_INDEX_URL={index}; uv add: [[tool.uv.index]] url = "{index}", default = true)',
-                "conda": "conda install --override-channels "
-                + " ".join(f"-c {base}/conda/{env}/{channel}" for channel in channels)
-                + " PACKAGE",
-                "docker": f"docker pull {host}/{env}/{upstream}/REPOSITORY:TAG   (FROM {host}/{env}/{upstream}/… in a Dockerfile{choices})",
-                "trusted_host": host
-                if base.startswith("http://") and not host.startswith(("127.", "localhost"))
-                else None,
-            }
-        )
-    return rows
-
-
-def _declared(allowlist: Allowlist | None, ecosystem: Ecosystem) -> list[str]:
-    """The conda channels or registry upstreams a policy file declares, by name."""
-    policy_file = allowlist.policy.files.get(ecosystem) if allowlist else None
-    return sorted(policy_file.context or {}) if policy_file else []
 
 
 def open_database(settings: Settings) -> Database:
@@ -111,7 +77,12 @@ class PrecheckContexts:
             self._kept = (
                 allowlist,
                 PrecheckContext(
-                    self._devpi_url, settings.advisories, names, page_ttl=settings.pypi_page_ttl, closure=closure
+                    self._devpi_url,
+                    settings.advisories,
+                    names,
+                    page_ttl=settings.pypi_page_ttl,
+                    closure=closure,
+                    allowlist=allowlist,
                 ),
             )
         return self._kept[1]
@@ -123,7 +94,14 @@ def build_workflow(
     """Access control, the allowlist in force (files plus approved exceptions, read from the
     database) and the exception workflow that changes it."""
     access = AccessControl(database, denials=DenialSummary(settings.denial_summary_seconds))
-    policy = AllowlistWatcher(settings.allowlists, grants=lambda: grants(database))
+    policy = AllowlistWatcher(
+        settings.allowlists,
+        grants=lambda: grants(database),
+        advisories=settings.advisories,
+        on_advisories=lambda before, after: record_advisory_change(
+            database, settings.webhook_url_list, settings.data_dir, before, after
+        ),
+    )
 
     def changed(ecosystem: str) -> None:
         policy.invalidate()
@@ -194,6 +172,9 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
             f"airlock: the allowlists in {settings.allowlists} are invalid; fix them (airlock allowlist check):\n{exc}",
             file=sys.stderr,
         )
+        return 1
+    except ValueError as exc:  # the advisory folder holds a file that is not an OSV record
+        print(f"airlock: AIRLOCK_ADVISORIES: {exc}; fix or remove it", file=sys.stderr)
         return 1
     try:
         devpi.start()
@@ -266,7 +247,7 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
             on_stop=stop_children,
         )
     )
-    _print_banner(settings, policy.current(), dict(caches.causes))
+    print_banner(settings, policy.current(), dict(caches.causes))
     # Everything built so far lives as long as the process: move it out of the collector's view.
     # Otherwise each full collection rescans it while a request waits (bench/api.py's p99 halved).
     gc.collect()
@@ -358,44 +339,3 @@ def _poll_allowlists(policy: AllowlistWatcher, access: AccessControl, stop: thre
             seen = current
         except Exception:  # keep watching: the previous allowlist stays in force
             log.exception("allowlist reload failed")
-
-
-def _print_banner(settings: Settings, allowlist: Allowlist, registry_causes: dict[str, str]) -> None:
-    lines = [
-        f"Airlock is serving on {settings.base_url}  (allowlists: {settings.allowlists}, data: {settings.data_dir})"
-    ]
-    for row in client_settings(settings, allowlist):
-        lines.append(f"  [{row['environment']}]")
-        lines.append(f"    pip: {row['pip']}")
-        lines.append(f"    uv:  {row['uv']}")
-        lines.append(f"    conda: {row['conda']}")
-        lines.append(f"    docker: {row['docker']}")
-    waiting = not_ready(settings, allowlist, registry_causes)
-    if waiting:
-        lines.append("Not ready yet:")
-        lines.extend(f"  - {line}" for line in waiting)
-    lines.append("Stop with Ctrl-C.")
-    print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def not_ready(settings: Settings, allowlist: Allowlist, registry_causes: dict[str, str]) -> list[str]:
-    """What the client settings above do not serve yet, and what to do about it."""
-    from mirror.conda.channel import live_channel  # rattler and friends: only when there is a conda file
-
-    waiting = [
-        f"base images from `{name}`: {cause} (retrying in the background; `airlock status` shows it)"
-        for name, cause in sorted(registry_causes.items())
-    ]
-    conda = allowlist.policy.files.get(Ecosystem.CONDA)
-    for channel in sorted((conda.context or {}) if conda else {}):
-        unsynced = [
-            env
-            for env in allowlist.environments(Ecosystem.CONDA)
-            if not any(live_channel(settings.data_dir, env, channel).glob("*/repodata.json"))
-        ]
-        if unsynced:
-            waiting.append(
-                f"conda channel `{channel}` is not synced for {', '.join(unsynced)} (its URLs answer 503): "
-                f"run `airlock sync conda`"
-            )
-    return waiting

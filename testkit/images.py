@@ -18,7 +18,7 @@ from testkit.docker import DockerEngine
 SITE = "/usr/local/lib/python3.11/site-packages"
 
 
-def dist_info(root: Path, name: str, version: str) -> None:
+def dist_info(root: Path, name: str, version: str, licence: str | None = None) -> None:
     """Write one installed distribution under `root` (a site-packages folder)."""
     module = name.replace("-", "_").lower()
     info = root / f"{module}-{version}.dist-info"
@@ -27,6 +27,7 @@ def dist_info(root: Path, name: str, version: str) -> None:
     (root / module / "__init__.py").write_text(f'__version__ = "{version}"\n')
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test package {name}\n"
+        + (f"License: {licence}\n" if licence else "")
     )
     (info / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     (info / "INSTALLER").write_text("pip\n")
@@ -51,8 +52,8 @@ def build_image(
         shutil.copy("/usr/bin/busybox", context / "busybox")
         lines.append("COPY busybox /bin/busybox")
     if packages:
-        for name, version in packages:
-            dist_info(context / "site", name, version)
+        for name, version, *licence in packages:  # (name, version) or (name, version, licence)
+            dist_info(context / "site", name, version, *licence)
         lines.append(f"COPY site {SITE}/")
     for number, (path, text) in enumerate((files or {}).items()):
         (context / f"file{number}").write_text(text)

@@ -53,6 +53,10 @@ def test_explain_json_for_machines(capsys):
         "allowed": True,
         "rule": "allowlists/conda.yaml:34",
         "reason": "allowed by allowlists/conda.yaml:34 (pytorch >=2.3 *cuda*, owner ml-platform)",
+        "condition": None,
+        "available_from": None,
+        "upload_time": None,
+        "licence": None,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gate.interface import Check, Finding, GateContext, Level
 from mirror.policy import Ecosystem, UnknownEnvironment
+from mirror.policy.conditions import IMAGE_SKIPPED_CONDITIONS, ReleaseFacts
 
 _ECOSYSTEM = {"python": Ecosystem.PYPI, "conda": Ecosystem.CONDA}
 
@@ -36,8 +37,16 @@ class ProvenanceCheck(Check):
                 continue
             ecosystem = _ECOSYSTEM[package.kind]
             try:
-                decision = context.allowlist.decide(
-                    ecosystem, context.environment, package.name, package.version, package.build
+                # The licence condition applies here; advisories are the vulnerability check's (Trivy's
+                # DB), and an image holds no upload times (age is judged when a file is served).
+                decision = context.allowlist.judge(
+                    ecosystem,
+                    context.environment,
+                    package.name,
+                    package.version,
+                    ReleaseFacts(licence=package.licence),
+                    package.build,
+                    skip=IMAGE_SKIPPED_CONDITIONS,
                 )
             except UnknownEnvironment:
                 findings.append(

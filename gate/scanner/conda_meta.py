@@ -51,7 +51,10 @@ def conda_packages(image: Path) -> CondaRecords:
                 f"the conda record /{path} in the image is not a package record (name, version): "
                 "nothing installed there can be vetted; rebuild the image"
             ) from None
-        package = Package("conda", str(name), str(version), path, layer, str(build) if build else None)
+        licence = record.get("license") if isinstance(record.get("license"), str) else None
+        package = Package(
+            "conda", str(name), str(version), path, layer, str(build) if build else None, licence=licence or None
+        )
         packages.append(package)
         prefix = path.rpartition("/conda-meta/")[0]
         owned.update((f"{prefix}/{file}" if prefix else file, package) for file in files)

@@ -24,6 +24,7 @@ class TrivyPackage(_Model):
     FilePath: str | None = None
     Layer: LayerRef | None = None
     AnalyzedBy: str | None = None
+    Licenses: list[str] = Field(default_factory=list)
 
 
 class TrivyVulnerability(_Model):

@@ -98,7 +98,12 @@ def facts_from_report(report, scanner: str) -> ImageFacts:
             for package in result.Packages:
                 packages.append(
                     Package(
-                        kind, package.Name, package.Version, package.FilePath or result.Target, _diff_id(package.Layer)
+                        kind,
+                        package.Name,
+                        package.Version,
+                        package.FilePath or result.Target,
+                        _diff_id(package.Layer),
+                        licence=" AND ".join(package.Licenses) or None,
                     )
                 )
         for vuln in result.Vulnerabilities:

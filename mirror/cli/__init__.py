@@ -12,6 +12,7 @@ from mirror.exiting import leave
 def build_parser() -> argparse.ArgumentParser:
     from mirror.cli import allowlist as allowlist_commands
     from mirror.cli import governance as governance_commands
+    from mirror.cli import report as report_commands
     from mirror.cli import up as service_commands
 
     parser = argparse.ArgumentParser(prog="airlock", description="Airlock: the package firewall for ML workspaces.")
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     service_commands.register(commands)
     service_commands.register_sync(commands)
     governance_commands.register(commands)
+    report_commands.register(commands)
     allowlist_commands.register(commands, default_folder=os.environ.get("AIRLOCK_ALLOWLISTS", "allowlists"))
     return parser
 

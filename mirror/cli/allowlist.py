@@ -14,7 +14,9 @@ from packaging.utils import canonicalize_name
 
 from mirror.allowlist_files import find_policy_files, load_allowlist, read_policy_sources
 from mirror.clock import utc_now
+from mirror.exposure import stored_release_facts
 from mirror.policy import Ecosystem, InvalidAllowlist, UnknownEnvironment, load_policy_files
+from mirror.policy.conditions import ReleaseFacts
 from mirror.policy.pypi import parse_version
 from mirror.terminal import render_table
 
@@ -87,6 +89,13 @@ def register(commands: argparse._SubParsersAction, default_folder: str) -> None:
         default=os.environ.get("AIRLOCK_ADVISORIES"),
         metavar="DIR",
         help="folder of OSV advisories (default $AIRLOCK_ADVISORIES): also list the known vulnerabilities of a PyPI version",
+    )
+    explain.add_argument(
+        "--data-dir",
+        default=os.environ.get("AIRLOCK_DATA_DIR", ".airlock"),
+        metavar="DIR",
+        help="the service's data dir (default $AIRLOCK_DATA_DIR or .airlock): upload times and licences it holds, "
+        "for the conditions (min_age, licenses)",
     )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(handler=run_explain)
@@ -169,8 +178,17 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"airlock: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        allowlist = load_allowlist([args.allowlists])
-        decision = allowlist.decide(ecosystem, args.env, question.name, question.version, question.build)
+        advisory_index = _advisory_index(args.advisories)
+        allowlist = load_allowlist([args.allowlists], advisories=advisory_index)
+        facts = (
+            stored_release_facts(Path(args.data_dir), canonicalize_name(question.name), question.version)
+            if ecosystem is Ecosystem.PYPI
+            else ReleaseFacts()
+        )
+        decision = allowlist.judge(ecosystem, args.env, question.name, question.version, facts, question.build)
+    except ValueError as exc:
+        print(f"airlock: cannot read the advisories: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except InvalidAllowlist as exc:
         print(
             f"airlock: cannot decide, the allowlists are invalid (run `airlock allowlist check {args.allowlists}`):\n{exc}",
@@ -195,6 +213,10 @@ def run_explain(args: argparse.Namespace) -> int:
             "allowed": decision.allowed,
             "reason": decision.reason,
             "rule": decision.rule,
+            "condition": decision.condition,
+            "available_from": decision.until.isoformat() if decision.until else None,
+            "upload_time": facts.upload_time.isoformat() if facts.upload_time else None,
+            "licence": facts.licence,
         }
         if advisories is not None:
             answer["advisories"] = advisories
@@ -210,6 +232,16 @@ def run_explain(args: argparse.Namespace) -> int:
         elif advisories is not None:
             print(f"no known vulnerability of {question.name} {question.version} in {args.advisories}")
     return EXIT_OK if decision.allowed else EXIT_BLOCKED
+
+
+def _advisory_index(folder: str | None):
+    if folder is None:
+        return None
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder}: no such folder of OSV advisories")
+    from mirror.advisory_feed import load_advisories
+
+    return load_advisories(Path(folder))
 
 
 def known_vulnerabilities(question: Question, folder: str | None) -> list[dict[str, object]] | None:

@@ -44,7 +44,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from mirror.server import client_settings
+    from mirror.banner import client_settings
 
     settings = _settings(args)
     if settings is None:

@@ -10,11 +10,13 @@ Layout under `{data}/conda/`:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -32,6 +34,7 @@ from mirror.conda.indexer import (
 )
 from mirror.policy import Allowlist, Ecosystem
 from mirror.policy.conda import CondaChannel, package_record
+from mirror.policy.conditions import ReleaseFacts
 
 
 @dataclass
@@ -50,6 +53,18 @@ class SyncReport:
     """Package names that entered each environment; `*` when something left (re-check all)."""
 
 
+def conda_facts(record: dict) -> ReleaseFacts:
+    """A repodata record's facts: `timestamp` (milliseconds; seconds in old records) and `license`."""
+    stamp = record.get("timestamp")
+    uploaded = None
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp > 0:
+        seconds = stamp / 1000 if stamp > 1e11 else stamp
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            uploaded = datetime.fromtimestamp(seconds, UTC)
+    licence = record.get("license")
+    return ReleaseFacts(uploaded, licence if isinstance(licence, str) and licence.strip() else None)
+
+
 def select(
     allowlist: Allowlist, env: str, channels: dict[str, CondaChannel], upstream: dict[tuple[str, str], dict]
 ) -> dict[tuple[str, str, str], Wanted]:
@@ -65,9 +80,17 @@ def select(
                     continue
                 if "/" in filename or filename.startswith("."):
                     continue
-                decision = allowlist.decide(
-                    Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel
+                licence = record.get("license")
+                decision, _ = allowlist.judge_release(
+                    Ecosystem.CONDA,
+                    env,
+                    record["name"],
+                    str(record["version"]),
+                    licence if isinstance(licence, str) and licence.strip() else None,
+                    record["build"],
+                    channel=channel,
                 )
+                # Age is not judged here: too young now is not too young for ever (served once of age).
                 if decision.allowed:
                     chosen[(channel, subdir, filename)] = Wanted(
                         channel, subdir, filename, f"{base}/{subdir}/{filename}", record["sha256"], int(record["size"])

@@ -14,7 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
-from mirror.conda.channel import live_channel
+from mirror.clock import utc_now
+from mirror.conda.channel import conda_facts, live_channel
 from mirror.conda.indexer import PACKAGE_KEYS
 from mirror.observability import DECISIONS
 from mirror.parts import AllowlistDep, PartsDep, ServiceParts
@@ -57,23 +58,65 @@ def _channel_dir(
 def _filtered(
     parts: ServiceParts, allowlist: Allowlist, build: Path, env: str, channel: str, subdir: str
 ) -> tuple[bytes, set[str]]:
-    """The build's repodata minus what the current policy no longer admits (cached per generation)."""
+    """The build's repodata minus what the current policy no longer admits, its conditions included
+    (cached per generation, until a package withheld for its age comes of age)."""
     cache: dict = parts.conda_repodata
     key = (str(build), subdir, env, allowlist.generation)
-    if key not in cache:
+    now = utc_now()
+    found = cache.get(key)
+    if found is None or (found[2] is not None and now >= found[2]):
         data = json.loads((build / subdir / "repodata.json").read_bytes())
+        until, reasons = None, {}
         for package_key in PACKAGE_KEYS:
-            data[package_key] = {
-                name: record
-                for name, record in data.get(package_key, {}).items()
-                if allowlist.decide(
-                    Ecosystem.CONDA, env, record["name"], str(record["version"]), record["build"], channel=channel
-                ).allowed
-            }
+            kept = {}
+            for name, record in data.get(package_key, {}).items():
+                facts = conda_facts(record)
+                judged, age = allowlist.judge_release(
+                    Ecosystem.CONDA,
+                    env,
+                    record["name"],
+                    str(record["version"]),
+                    facts.licence,
+                    record["build"],
+                    channel=channel,
+                    now=now,
+                )
+                if judged.allowed and (age is None or (facts.upload_time and facts.upload_time + age <= now)):
+                    kept[name] = record
+                    continue
+                if judged.allowed:  # too young: its reason, and when it comes of age
+                    judged = allowlist.judge(
+                        Ecosystem.CONDA,
+                        env,
+                        record["name"],
+                        str(record["version"]),
+                        facts,
+                        record["build"],
+                        channel=channel,
+                        now=now,
+                    )
+                if judged.condition is not None:
+                    reasons[name] = judged.reason
+                if judged.until is not None:
+                    until = judged.until if until is None else min(until, judged.until)
+            data[package_key] = kept
         if len(cache) > 64:
             cache.clear()
-        cache[key] = (json.dumps(data, separators=(",", ":")).encode(), {n for k in PACKAGE_KEYS for n in data[k]})
-    return cache[key]
+        found = cache[key] = (
+            json.dumps(data, separators=(",", ":")).encode(),
+            {n for k in PACKAGE_KEYS for n in data[k]},
+            until,
+            reasons,
+        )
+    return found[0], found[1]
+
+
+def _withheld_reason(
+    parts: ServiceParts, allowlist: Allowlist, build: Path, env: str, subdir: str, filename: str
+) -> str | None:
+    """Why a condition withholds `filename` (None: it is simply not allowlisted)."""
+    found = parts.conda_repodata.get((str(build), subdir, env, allowlist.generation))
+    return found[3].get(filename) if found else None
 
 
 @router.get("/repodata.json", summary="The curated channel's repodata for one subdir")
@@ -95,6 +138,9 @@ def package(env: str, channel: str, subdir: str, filename: str, parts: PartsDep,
     _, listed = _filtered(parts, allowlist, build, env, channel, subdir)
     DECISIONS.labels("conda", env, "allowed" if filename in listed else "blocked").inc()
     if filename not in listed:
+        withheld = _withheld_reason(parts, allowlist, build, env, subdir, filename)
+        if withheld is not None:
+            return refusal(404, f"{filename}: {withheld}", route="conda", subject=filename)
         return refusal(
             404,
             f"{filename} is not in the curated {env}/{channel} channel: it is not allowlisted for {env}"

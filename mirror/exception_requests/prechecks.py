@@ -11,7 +11,7 @@ import email.parser
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,12 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from mirror.advisory_feed import load_advisories
 from mirror.children.devpi import INDEX
-from mirror.policy.advisories import AdvisoryIndex, read_advisory_folder, severity_rank
+from mirror.clock import utc_now
+from mirror.policy import Allowlist, Ecosystem
+from mirror.policy.advisories import severity_rank
+from mirror.policy.conditions import ReleaseFacts, evaluate
 from mirror.pypi.simple import JSON_V1, parse_devpi_page, parse_filename
 
 # Widely installed names typosquatters imitate; the allowlist's own names are added per request.
@@ -69,24 +73,6 @@ POPULAR = (
     "grpcio",
     "psutil",
 )
-
-
-_advisory_cache: dict[Path, tuple[float, tuple, AdvisoryIndex]] = {}
-_ADVISORY_RESCAN_SECONDS = 2.0
-
-
-def load_advisories(folder: Path) -> AdvisoryIndex:
-    """The advisory folder, re-read only when one of its files changed; the folder is listed at
-    most every couple of seconds (a feed holds thousands of files, and requests come in bursts)."""
-    now = time.monotonic()
-    cached = _advisory_cache.get(folder)
-    if cached is not None and now - cached[0] < _ADVISORY_RESCAN_SECONDS:
-        return cached[2]
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*.json")))
-    if cached is None or cached[1] != stamp:
-        cached = (now, stamp, read_advisory_folder(folder))
-    _advisory_cache[folder] = (now, cached[1], cached[2])
-    return cached[2]
 
 
 _CLIENT = httpx.Client(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=8))
@@ -153,6 +139,8 @@ class PrecheckContext:
     """Seconds a project page is reused (AIRLOCK_PYPI_PAGE_TTL, as on the serving path)."""
     closure: Callable[[str, str, str | None, list[str]], list] | None = None
     """(ecosystem, package, versions, environments) -> what approving also needs (`closure.request`)."""
+    allowlist: Allowlist | None = None
+    """The allowlist in force: its environments' conditions and advisories (`conditions` check)."""
     _names_by_length: dict[int, list[str]] | None = field(default=None, repr=False)
     _typosquat: dict[str, Precheck] = field(default_factory=dict, repr=False)
 
@@ -206,7 +194,9 @@ def run_prechecks(
     matching, page_check, newest_wheel = _upstream_versions(name, versions, context)
     checks.append(page_check)
     checks.append(_vulnerabilities(name, matching, context))
-    checks.append(_licence(name, newest_wheel, context))
+    licence = _licence(name, newest_wheel, context)
+    checks.append(licence)
+    checks.append(_conditions(name, matching, list(environments), licence, context))
     if page_check.status == "pass":
         checks.append(_closure(ecosystem, name, versions, list(environments), context))
     return checks
@@ -364,6 +354,39 @@ def _vulnerabilities(name: str, matching: list[str], context: PrecheckContext) -
         "pass",
         f"no known advisory affects {', '.join(matching[-3:])}{' …' if len(matching) > 3 else ''}",
     )
+
+
+def _conditions(
+    name: str, matching: list[str], environments: list[str], licence: Precheck, context: PrecheckContext
+) -> Precheck:
+    """Whether the environments' conditions (malicious, vulnerable, licence) would withhold the
+    newest matching release even once approved; its age is judged on every page and file."""
+    allowlist = context.allowlist
+    pypi = allowlist.policy.files.get(Ecosystem.PYPI) if allowlist else None
+    if pypi is None or not matching or not environments:
+        return _check("conditions", "skipped", "no PyPI allowlist, release or environment to judge")
+    version = matching[-1]
+    licence_text = licence.detail.split(": ", 1)[1] if licence.status == "pass" and ": " in licence.detail else None
+    findings, malicious = [], False
+    for env in environments:
+        if env not in pypi.environments:
+            continue
+        conditions = replace(pypi.conditions_of(env), min_age=None)
+        needs_advisories = conditions.block_vulnerable or conditions.block_malicious
+        if not conditions.active or (needs_advisories and allowlist.advisories is None):
+            continue
+        facts = ReleaseFacts(None, licence_text, allowlist.advisory_facts(name, version) if needs_advisories else ())
+        withheld = evaluate(conditions, f"{name} {version}", env, facts, utc_now())
+        if withheld is not None:
+            findings.append(withheld.reason)
+            malicious = malicious or withheld.condition == "block_malicious"
+    if findings:
+        return _check(
+            "conditions",
+            "fail" if malicious else "warn",
+            "approved, it would still be withheld: " + "; ".join(findings),
+        )
+    return _check("conditions", "pass", f"no condition of {', '.join(environments)} withholds {name} {version}")
 
 
 def _licence(name: str, newest_wheel, context: PrecheckContext) -> Precheck:

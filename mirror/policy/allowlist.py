@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring as json_string  # C-fast quoting for the hint
 from typing import NamedTuple
 
+from mirror.policy.advisories import AdvisoryIndex
+from mirror.policy.conditions import AdvisoryFact, Conditions, ReleaseFacts, evaluate
 from mirror.policy.interface import (
     Decision,
     Ecosystem,
@@ -25,6 +27,7 @@ from mirror.policy.interface import (
 from mirror.policy.loader import SCHEMAS, PolicyFile, PolicySet
 
 _MEMO_LIMIT = 200_000
+_AGE = frozenset({"min_age"})
 _generation = itertools.count(1)
 _ECOSYSTEMS: dict[Ecosystem | str, Ecosystem] = {**{e.value: e for e in Ecosystem}, **{e: e for e in Ecosystem}}
 # Keyed by the plain string: hashing an Enum member runs Python code, a str hashes in C.
@@ -49,9 +52,16 @@ class Allowlist:
         built_at: datetime,
         valid_until: datetime | None,
         grants: tuple[ExceptionGrant, ...] = (),
+        advisories: AdvisoryIndex | None = None,
     ) -> None:
         self.policy = policy
         self.grants = grants
+        self.advisories = advisories
+        """The merged advisories conditions read (None: no advisory folder configured)."""
+        self._rule_of: dict[int, Rule] = {}
+        self._conditions: dict[tuple[str, str, int], Conditions] = {}
+        self._facts: dict[tuple[str, str], tuple[AdvisoryFact, ...]] = {}
+        self._releases: dict[tuple, tuple[Decision, timedelta | None]] = {}
         """The approved exceptions it was built with."""
         self._index = index
         self.built_at = built_at
@@ -121,6 +131,7 @@ class Allowlist:
                     allowed = self._allowed_by[id(rule)] = Decision(
                         True, f"allowed by {_cite(rule)} ({rule.summary})", str(rule.origin)
                     )
+                    self._rule_of[id(allowed)] = rule
                 return allowed
         for rule in rules.expired:
             if rule.matcher.matches(version, build):
@@ -143,6 +154,126 @@ class Allowlist:
             False,
             f"blocked: {normalized} is not on the {env} allowlist for channel {channel}; {how_to_ask(ecosystem, env, normalized, version)}",
         )
+
+    def judge(
+        self,
+        ecosystem: Ecosystem | str,
+        env: str,
+        name: str,
+        version: str,
+        facts: ReleaseFacts = ReleaseFacts(),
+        build: str | None = None,
+        *,
+        channel: str | None = None,
+        now: datetime | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> Decision:
+        """`decide`, then the conditions of the environment (and of the allowing entry) on the
+        file's facts: its upload time and licence as given, its advisories from `advisories`."""
+        decision = self.decide(ecosystem, env, name, version, build, channel=channel)
+        if not decision.allowed:
+            return decision
+        rule = self._rule_of[id(decision)]
+        conditions = self.conditions_for(rule, env)
+        if not conditions.active:
+            return decision
+        known = _ECOSYSTEMS[rule.ecosystem]
+        checks_advisories = {"block_vulnerable", "block_malicious"} - skip
+        if (
+            known is Ecosystem.PYPI
+            and checks_advisories
+            and (conditions.block_vulnerable or conditions.block_malicious)
+        ):
+            if self.advisories is None:  # fail closed: the condition cannot be checked
+                named = "block_vulnerable" if conditions.block_vulnerable else "block_malicious"
+                return Decision(
+                    False,
+                    f"withheld: {env} sets {named} ({conditions.where.get(named, '?')}), but Airlock has no advisories "
+                    "to check it against: set AIRLOCK_ADVISORIES to an OSV folder (or --advisories)",
+                    decision.rule,
+                    named,
+                )
+            if not facts.advisories:
+                facts = facts._replace(advisories=self.advisory_facts(rule.name, version))
+        shown = _shown(known, rule.name, version, build)
+        withheld = evaluate(conditions, shown, env, facts, now or datetime.now(UTC), rule.waives | skip)
+        if withheld is None:
+            return decision
+        return Decision(False, f"withheld: {withheld.reason}", decision.rule, withheld.condition, withheld.until)
+
+    def wants_licence(self, ecosystem: Ecosystem | str, env: str, name: str) -> bool:
+        """Whether a condition on `name` in `env` reads licences (so that callers fetch them only then)."""
+        known = _ECOSYSTEMS[ecosystem]
+        table = self._index.get((known.value, env))
+        rules = table.get(_NORMALIZERS[known.value](name)) if table else None
+        for rule in rules.allows if rules else ():
+            conditions = self.conditions_for(rule, env)
+            if conditions.licenses_deny or conditions.licenses_unknown == "deny":
+                return True
+        return False
+
+    def rule_for(self, decision: Decision) -> Rule | None:
+        """The entry or exception that allowed `decision` (None for a refusal)."""
+        return self._rule_of.get(id(decision))
+
+    def judge_release(
+        self,
+        ecosystem: Ecosystem | str,
+        env: str,
+        name: str,
+        version: str,
+        licence: str | None = None,
+        build: str | None = None,
+        *,
+        channel: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Decision, timedelta | None]:
+        """`judge` of everything but a file's age, once per release: (the decision, the `min_age`
+        each of its files must still meet, or None). Pages and channels judge thousands of files
+        of a few hundred releases; the age is then a comparison per file."""
+        key = (ecosystem, env, name, version, licence, build, channel)
+        found = self._releases.get(key)  # nothing but the age depends on the time: kept per allowlist
+        if found is None:
+            decision = self.judge(
+                ecosystem, env, name, version, ReleaseFacts(None, licence), build, channel=channel, now=now, skip=_AGE
+            )
+            rule = self._rule_of.get(id(decision)) if decision.allowed else None
+            age = None if rule is None or "min_age" in rule.waives else self.conditions_for(rule, env).min_age
+            if len(self._releases) >= _MEMO_LIMIT:
+                self._releases.clear()
+            found = self._releases[key] = (decision, age)
+        return found
+
+    def conditions_for(self, rule: Rule, env: str) -> Conditions:
+        """The environment's conditions with the entry's own over them."""
+        ecosystem = _ECOSYSTEMS[rule.ecosystem]
+        key = (ecosystem.value, env, id(rule))
+        found = self._conditions.get(key)
+        if found is None:
+            found = self.policy.files[ecosystem].conditions_of(env)
+            if rule.conditions is not None:
+                found = rule.conditions.over(found)
+            self._conditions[key] = found
+        return found
+
+    def advisory_facts(self, name: str, version: str) -> tuple[AdvisoryFact, ...]:
+        """The advisories that affect PyPI `name` `version`, as conditions read them."""
+        key = (name, version)
+        found = self._facts.get(key)
+        if found is None:
+            found = tuple(
+                AdvisoryFact(
+                    v.id,
+                    v.severity,
+                    any(i.startswith("MAL-") for i in v.ids),
+                    tuple(v.affected[name].fixed_versions) if name in v.affected else (),
+                )
+                for v in (self.advisories.affecting(name, version) if self.advisories else ())
+            )
+            if len(self._facts) >= _MEMO_LIMIT:
+                self._facts.clear()
+            self._facts[key] = found
+        return found
 
     def decide_name(self, ecosystem: Ecosystem | str, env: str, name: str) -> Decision:
         """May any version of `name` enter `env`? (Whether to show a project page at all.)"""
@@ -233,7 +364,9 @@ def how_to_ask(ecosystem: Ecosystem, env: str, name: str, version: str | None, b
     )
 
 
-def build_allowlist(policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime) -> Allowlist:
+def build_allowlist(
+    policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime, advisories: AdvisoryIndex | None = None
+) -> Allowlist:
     """Index the validated files plus the approved exceptions still in force at `now`."""
     grants = tuple(grants)
     grant_rules = _grant_rules(policy, grants, now)
@@ -248,7 +381,7 @@ def build_allowlist(policy: PolicySet, grants: Iterable[ExceptionGrant], now: da
         for env, table in tables.items():
             index[(ecosystem.value, env)] = table
         _index_rules(policy_file, rules, tables, now)
-    return Allowlist(policy, index, now, valid_until, grants)
+    return Allowlist(policy, index, now, valid_until, grants, advisories)
 
 
 def _index_rules(
@@ -302,6 +435,7 @@ def _grant_rules(policy: PolicySet, grants: Iterable[ExceptionGrant], now: datet
                 owner=grant.project,
                 expires_at=grant.expires_at,
                 channel=target.channel,
+                waives=grant.waives,
             )
         )
     return rules

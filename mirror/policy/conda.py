@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mirror.policy.conditions import CONDITION_KEYS
 from mirror.policy.interface import Ecosystem, ExceptionGrant, InvalidGrant, VersionMatcher
 from mirror.policy.schema import (
     COMMON_ENTRY_KEYS,
@@ -111,7 +112,7 @@ class CondaSchema(EntrySchema):
     ecosystem = Ecosystem.CONDA
     list_key = "packages"
     name_key = "spec"
-    allow_keys = COMMON_ENTRY_KEYS | {"spec", "channel"}
+    allow_keys = COMMON_ENTRY_KEYS | CONDITION_KEYS | {"spec", "channel"}
     deny_keys = DENY_KEYS | {"spec"}
     extra_top_level_keys = frozenset({"channels"})
 

@@ -10,7 +10,10 @@ import abc
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from mirror.policy.conditions import Conditions
 
 
 class Ecosystem(str, enum.Enum):
@@ -85,6 +88,10 @@ class Rule(NamedTuple):
     """First instant (UTC) at which the entry no longer allows anything."""
     channel: str | None = None
     """Conda only: the channel the entry is limited to."""
+    conditions: Conditions | None = None
+    """Conditions the entry sets for itself, over its environment's (`mirror.policy.conditions`)."""
+    waives: frozenset[str] = frozenset()
+    """An approved exception's waived conditions (`min_age`, …) for the versions it names."""
 
     @property
     def expiry_text(self) -> str:
@@ -118,6 +125,8 @@ class ExceptionGrant:
     expires_at: datetime
     approved_by: str
     project: str | None = None
+    waives: frozenset[str] = frozenset()
+    """Conditions (`min_age`, `block_vulnerable`, …) the approval waives for the versions it names."""
 
 
 class Decision(NamedTuple):
@@ -132,6 +141,10 @@ class Decision(NamedTuple):
     """A sentence a user can act on: which rule allowed it, or why not and how to ask."""
     rule: str | None = None
     """`FILE:LINE` or `exception ID` of the deciding rule; None when no rule applies."""
+    condition: str | None = None
+    """The condition that withheld an otherwise allowed file (`min_age`, `block_vulnerable`, …)."""
+    until: datetime | None = None
+    """When a file withheld by `min_age` becomes available by itself."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from mirror.policy.conda import CondaSchema
+from mirror.policy.conditions import CONDITION_KEYS, NO_CONDITIONS, Conditions, read_conditions
 from mirror.policy.containers import ContainersSchema
 from mirror.policy.gate_rules import GATE_FILE, WAIVERS_FILE, GatePolicy, Waiver, read_gate_policy, read_waivers
 from mirror.policy.interface import Diagnostic, Ecosystem, InvalidAllowlist, Origin, Rule, RuleKind
@@ -26,7 +27,7 @@ SCHEMAS: dict[Ecosystem, EntrySchema] = {
     schema.ecosystem: schema for schema in (PypiSchema(), CondaSchema(), ContainersSchema())
 }
 _ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_ENVIRONMENT_KEYS = frozenset({"extends", "description", "targets"})
+_ENVIRONMENT_KEYS = frozenset({"extends", "description", "targets"}) | CONDITION_KEYS
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,16 @@ class PolicyFile:
     """Conda channels or container upstreams, by name."""
     targets: dict[str, Targets] = field(default_factory=dict)
     """PyPI: the resolution targets environments declare (`targets_of` applies `extends`)."""
+    conditions: dict[str, Conditions] = field(default_factory=dict)
+    """The conditions each environment declares itself (`conditions_of` applies `extends`)."""
+
+    def conditions_of(self, environment: str) -> Conditions:
+        """The environment's conditions, each key inherited from the nearest environment that sets it."""
+        merged = NO_CONDITIONS
+        for name in reversed(self.lineage(environment)):
+            if name in self.conditions:
+                merged = self.conditions[name].over(merged)
+        return merged
 
     def targets_of(self, environment: str) -> Targets:
         """The environment's targets, else those of the environment it extends, else the default."""
@@ -123,7 +134,7 @@ def _read_ecosystem_file(document: SourceDocument, diagnostics: Diagnostics, now
     allowed_top = frozenset({"ecosystem", "environments", "deny", schema.list_key}) | schema.extra_top_level_keys
     for key in value.keys() - allowed_top:
         diagnostics.error((key,), unknown_key_message(key, allowed_top))
-    environments, targets = _read_environments(document, diagnostics, ecosystem)
+    environments, targets, conditions = _read_environments(document, diagnostics, ecosystem)
     context = schema.read_context(document, diagnostics)
     rules: list[Rule] = []
     for list_key, kind in ((schema.list_key, RuleKind.ALLOW), ("deny", RuleKind.DENY)):
@@ -134,20 +145,21 @@ def _read_ecosystem_file(document: SourceDocument, diagnostics: Diagnostics, now
             diagnostics.error((list_key,), f"{list_key!r} must be a list of entries, got {describe_type(items)}")
             continue
         rules.extend(_read_entries(document, diagnostics, schema, list_key, kind, items, environments, context, now))
-    return PolicyFile(ecosystem, document.file, environments, tuple(rules), context, targets)
+    return PolicyFile(ecosystem, document.file, environments, tuple(rules), context, targets, conditions)
 
 
 def _read_environments(
     document: SourceDocument, diagnostics: Diagnostics, ecosystem: Ecosystem
-) -> tuple[dict[str, str | None], dict[str, Targets]]:
+) -> tuple[dict[str, str | None], dict[str, Targets], dict[str, Conditions]]:
     raw = document.value.get("environments")
     if not isinstance(raw, dict) or not raw:
         diagnostics.error(
             ("environments",), "missing 'environments': declare them, e.g. {prod: {}, preprod: {extends: prod}}"
         )
-        return {}, {}
+        return {}, {}, {}
     environments: dict[str, str | None] = {}
     targets: dict[str, Targets] = {}
+    conditions: dict[str, Conditions] = {}
     for name, body in raw.items():
         path = ("environments", name)
         if not isinstance(name, str) or not _ENVIRONMENT_NAME.match(name):
@@ -167,6 +179,19 @@ def _read_environments(
             diagnostics.error(path + ("extends",), f"'extends' must name one environment, got {describe_type(parent)}")
             parent = None
         environments[name] = parent
+        if body.keys() & CONDITION_KEYS:
+            if ecosystem is Ecosystem.CONTAINERS:
+                diagnostics.error(
+                    path + (sorted(body.keys() & CONDITION_KEYS)[0],),
+                    "conditions (min_age, block_vulnerable, block_malicious, licenses) apply to PyPI and conda "
+                    "files; images are judged by the gate",
+                )
+            else:
+                conditions[name] = read_conditions(
+                    body,
+                    lambda key, base=path: f"{document.file}:{document.line_of(base + (key,))}",
+                    lambda key, message, base=path: diagnostics.error(base + (key,), message),
+                )
         if "targets" in body:
             if ecosystem is not Ecosystem.PYPI:
                 diagnostics.error(
@@ -198,7 +223,7 @@ def _read_environments(
             cycle = chain[chain.index(current) :] + [current]
             diagnostics.error(("environments", name, "extends"), "'extends' cycle: " + " -> ".join(cycle))
             reported.update(chain)
-    return environments, targets
+    return environments, targets, conditions
 
 
 def _read_entries(
@@ -231,11 +256,17 @@ def _read_entries(
         quick = _quick_entry(raw, allowed_keys, declared, deny, schema, context, env_sets)
         if quick is not None:
             target, envs, reason, owner, expires_at = quick
+            own_conditions = None
         else:
             entry = EntryReader(raw, (list_key, index), line, diagnostics)
             if not raw.keys() <= allowed_keys:
                 entry.check_keys(allowed_keys)
             target = schema.read_target(entry, context, deny)
+            own_conditions = (
+                read_conditions(raw, lambda key, at=f"{file}:{line}": at, entry.error)
+                if raw.keys() & CONDITION_KEYS
+                else None
+            )
             named = entry.strings("environments", required=not deny)
             reason = entry.text("reason", required=True, what=": say why the entry exists")
             owner = entry.text("owner", required=not deny, what=": name the team that answers for it")
@@ -271,6 +302,7 @@ def _read_entries(
             owner,
             expires_at,
             target.channel,
+            own_conditions,
         )
         if expires_at is not None and expires_at <= now:
             diagnostics.warning_at(
@@ -296,7 +328,7 @@ def _quick_entry(
     """The common, well-formed entry without the per-field reader: 100,000-rule files load in
     about half the time. Anything unusual (a missing field, an expiry, stray spaces, an
     unknown environment) returns None and goes through the reader, which reports problems."""
-    if "expires" in raw or not raw.keys() <= allowed_keys:
+    if "expires" in raw or not raw.keys() <= allowed_keys or raw.keys() & CONDITION_KEYS:
         return None
     reason, owner, named = raw.get("reason"), raw.get("owner"), raw.get("environments")
     # Inline rather than a helper: this runs once per entry of 100,000-rule files.

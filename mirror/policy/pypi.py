@@ -9,6 +9,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from mirror.policy.conditions import CONDITION_KEYS
 from mirror.policy.interface import Ecosystem, ExceptionGrant, InvalidGrant, VersionMatcher
 from mirror.policy.schema import COMMON_ENTRY_KEYS, DENY_KEYS, EntryReader, EntrySchema, Target
 
@@ -99,7 +100,7 @@ class PypiSchema(EntrySchema):
     ecosystem = Ecosystem.PYPI
     list_key = "packages"
     name_key = "name"
-    allow_keys = COMMON_ENTRY_KEYS | {"name", "versions", "prereleases"}
+    allow_keys = COMMON_ENTRY_KEYS | CONDITION_KEYS | {"name", "versions", "prereleases"}
     deny_keys = DENY_KEYS | {"name", "versions"}
 
     def normalize_name(self, name: str) -> str:

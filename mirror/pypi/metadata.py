@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from packaging.utils import canonicalize_name
 
+from mirror.pypi.licences import licence_from_metadata
 from mirror.pypi.pages import MetadataView, run_once
 from mirror.pypi.remote_wheel import RangeFile, RangesUnsupported
 from mirror.pypi.simple import FileLink, parse_filename
@@ -56,6 +57,9 @@ class CoreMetadata:
         self._memory_bytes = 0
         self._hashes: dict[str, str] = {}
         self._distrusted: set[str] = set()
+        self._licences: dict[str, str] = {}
+        """relpath -> the licence its metadata states ("" for none)."""
+        self._project_licences: dict[str, str] = {}
         self._version = 0
         self._inflight: dict[str, asyncio.Future] = {}
 
@@ -178,6 +182,31 @@ class CoreMetadata:
         path = self._stored_files / relpath
         return path if path.is_file() else None
 
+    def licence_of(self, relpath: str, filename: str) -> str | None:
+        """The licence the file's metadata states, when Airlock holds that metadata; else the
+        licence it last read for the project (licences rarely change between releases)."""
+        found = self._licences.get(relpath)
+        if found is None:
+            on_disk = self._folder / f"{relpath}.metadata"
+            try:
+                found = self._licence_seen(relpath, on_disk.read_bytes())
+            except OSError:
+                parsed = parse_filename(filename)
+                return self._project_licences.get(parsed[0]) if parsed else None
+        return found or None
+
+    def _licence_seen(self, relpath: str, body: bytes) -> str:
+        licence = licence_from_metadata(body) or ""
+        if len(self._licences) >= _KNOWN_HASHES:
+            self._licences.clear()
+        self._licences[relpath] = licence
+        parsed = parse_filename(relpath.rsplit("/", 1)[-1])
+        if licence and parsed is not None:
+            if len(self._project_licences) >= _KNOWN_HASHES:
+                self._project_licences.clear()
+            self._project_licences[parsed[0]] = licence
+        return licence
+
     def _remember(self, relpath: str, body: bytes) -> None:
         digest = hashlib.sha256(body).hexdigest()
         if self.extract and self._hashes.get(relpath) != digest:
@@ -185,6 +214,7 @@ class CoreMetadata:
                 self._hashes.clear()
             self._hashes[relpath] = digest
             self._version += 1  # pages now give the hash
+        self._licence_seen(relpath, body)
         self._memory[relpath] = body
         self._memory_bytes += len(body)
         while self._memory and (len(self._memory) > _MEMORY_ENTRIES or self._memory_bytes > _MEMORY_BYTES):

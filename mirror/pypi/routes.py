@@ -19,17 +19,18 @@ from fastapi import APIRouter, Depends, Request
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from mirror.clock import utc_now
 from mirror.observability import DECISIONS, UPSTREAM_ERRORS
 from mirror.parts import AllowlistDep
 from mirror.policy import Allowlist, Ecosystem
+from mirror.pypi.filtering import LicenceOf, judge_file, rendered
 from mirror.pypi.metadata import CoreMetadata, MetadataRefused
-from mirror.pypi.pages import CachedPage, PageUnavailable, ProjectPages
+from mirror.pypi.pages import PageUnavailable, ProjectPages
 from mirror.pypi.simple import (
     JSON_V1,
     TEXT_HTML,
     FileLink,
     ProjectStatus,
-    allowed_files,
     negotiate,
     parse_filename,
     render_html,
@@ -101,7 +102,9 @@ async def project_without_slash(env: str, project: str) -> Response:
 
 
 @router.get("/simple/{project}/", summary="PEP 503/691 project page with the allowed files only")
-async def project_page(env: str, project: str, request: Request, allowlist: AllowlistDep, pages: PagesDep) -> Response:
+async def project_page(
+    env: str, project: str, request: Request, allowlist: AllowlistDep, pages: PagesDep, metadata: MetadataDep
+) -> Response:
     problem = _unknown_environment(allowlist, env)
     if problem is not None:
         return problem
@@ -129,7 +132,8 @@ async def project_page(env: str, project: str, request: Request, allowlist: Allo
             route="pypi",
             subject=project,
         )
-    body, withheld, reason = _rendered(cached, allowlist, env, project, media)
+    licence_of = _licences(metadata) if allowlist.wants_licence(Ecosystem.PYPI, env, project) else None
+    body, withheld, reason = rendered(cached, allowlist, env, project, media, utc_now(), licence_of)
     headers = {"Vary": "Accept", "X-Airlock-Withheld": str(withheld)}
     if reason:
         headers[REASON_HEADER] = header_safe(reason)
@@ -145,39 +149,6 @@ def _quarantined(project: str, media: str, reason: str) -> Response:
         media_type=media,
         headers={"Vary": "Accept", REASON_HEADER: header_safe(reason), "X-Airlock-Withheld": "0"},
     )
-
-
-def _rendered(cached: CachedPage, allowlist: Allowlist, env: str, project: str, media: str) -> tuple[bytes, int, str]:
-    """Filter and render once per (page, environment, allowlist generation, media type)."""
-    key = (env, allowlist.generation, media)
-    found = cached.rendered.get(key)
-    if found is None:
-        page = cached.page
-        assert page is not None
-        files = allowed_files(
-            page, project, lambda version: allowlist.decide(Ecosystem.PYPI, env, project, version).allowed
-        )
-        withheld = len(page.files) - len(files) + len(page.withheld)
-        reasons = []
-        if len(page.files) > len(files):
-            reasons.append(
-                f"{len(page.files) - len(files)} file(s) of {project} withheld: their versions are not allowed "
-                f"for {env} (airlock allowlist explain pypi {project}==VERSION --env {env})"
-            )
-        if page.withheld:
-            reasons.append(f"{len(page.withheld)} file(s) withheld: {page.withheld[0][1]}")
-        reason = "; ".join(reasons)
-        status = ProjectStatus()
-        if page.status == "quarantined":
-            status = ProjectStatus("quarantined", page.status_reason)
-            reason = page.status_reason or reason
-        elif not files and withheld:
-            status = ProjectStatus("quarantined", f"nothing of {project} is allowed for {env}: {reason}")
-        body = render_json(project, files, status) if media == JSON_V1 else render_html(project, files, status)
-        for stale in [k for k in cached.rendered if k[1] != allowlist.generation]:  # bounded: envs x media types
-            cached.rendered.pop(stale, None)
-        found = cached.rendered[key] = (body, withheld, reason)
-    return found
 
 
 @router.api_route(
@@ -223,6 +194,10 @@ async def package_file(
         return refusal(
             404, f"{filename} is not listed on {project}'s page upstream", route="pypi-files", subject=filename
         )
+    licence_of = _licences(metadata) if allowlist.wants_licence(Ecosystem.PYPI, env, project) else None
+    judged = judge_file(allowlist, env, project, parsed[1], link, licence_of, utc_now())
+    if not judged.allowed:
+        return refusal(404, judged.reason, route="pypi-files", subject=filename)
     if relpath.endswith(".metadata"):
         if not link.core_metadata:
             return refusal(
@@ -261,6 +236,10 @@ class PackageFileResponse(FileResponse):
     of CPU for an ML install's wheels on two cores)."""
 
     chunk_size = 1 << 20
+
+
+def _licences(metadata: CoreMetadata) -> LicenceOf:
+    return lambda link: metadata.licence_of(link.relpath, link.filename)
 
 
 def _stored_file(root: Path | None, relpath: str) -> Path | None:
