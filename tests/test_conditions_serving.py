@@ -16,7 +16,7 @@ import pytest
 
 from testkit.pypi import Release, Upstream
 from testkit.servers import AirlockProcess, PypiIndexServer
-from testkit.worlds import fresh_venv, installed, pip, uv
+from testkit.worlds import fresh_venv, installed, mint_token, pip, uv
 
 NOW = datetime.now(UTC)
 
@@ -211,3 +211,39 @@ def _last_policy_change(world) -> dict:
     assert exported.returncode == 0, exported.stderr
     records = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
     return [r for r in records if r["action"] == "policy.changed"][-1]
+
+
+def test_an_approved_exception_waives_one_condition_for_one_version(world, tmp_path):
+    database = f"sqlite:///{world['tmp'] / 'data' / 'airlock.db'}"
+    alice, gina = mint_token(database, "data-scientist", "alice"), mint_token(database, "data-governance", "gina")
+    api = f"{world['airlock'].url}/api/v1/exceptions"
+    body = {
+        "ecosystem": "pypi",
+        "package": "cooldown",
+        "versions": ">=1.1",
+        "environments": ["prod"],
+        "project": "churn-model",
+        "justification": "the 1.1 fix for the churn model cannot wait a week",
+        "waive": ["min_age"],
+    }
+    unnamed = httpx.post(api, json=body, headers={"Authorization": f"Bearer {alice}"})
+    assert unnamed.status_code == 422
+    assert unnamed.json()["detail"][0]["msg"] == "a waiver names the version it is for: give versions as ==X.Y"
+    created = httpx.post(api, json={**body, "versions": "==1.1"}, headers={"Authorization": f"Bearer {alice}"})
+    assert created.status_code == 201, created.text
+    assert created.json()["waives"] == ["min_age"]
+    approved = httpx.post(
+        f"{api}/{created.json()['id']}/approve",
+        json={"comment": "urgent fix"},
+        headers={"Authorization": f"Bearer {gina}"},
+    )
+    assert approved.status_code == 200, approved.text
+    deadline = time.monotonic() + 10
+    while versions(world, "cooldown") != ["1.0", "1.1"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert versions(world, "cooldown") == ["1.0", "1.1"]
+    python = fresh_venv(tmp_path / "venv")
+    result = pip(["--python", str(python), "install", "--index-url", world["index"], "cooldown==1.1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    explained = _airlock(world, "allowlist", "explain", "pypi", "cooldown==1.1", "--env", "prod")
+    assert "withheld: cooldown 1.1 was published" in explained.stdout  # explain reads the files, not exceptions

@@ -58,6 +58,7 @@ def create_exception(body: ExceptionCreate, principal: PrincipalDep, requests: R
         body.project,
         body.justification,
         body.duration_days,
+        tuple(sorted(set(body.waive))),
     )
     return request_out(requests.create(principal, new))
 

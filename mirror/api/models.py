@@ -43,6 +43,11 @@ class ExceptionCreate(BaseModel):
         min_length=20, max_length=5000, description="why the package is needed (at least 20 characters)"
     )
     duration_days: int = Field(90, ge=1, description="how long the exception lasts once approved")
+    waive: list[Literal["min_age", "block_vulnerable", "block_malicious", "licenses"]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="conditions the approval waives for the named versions (pypi/conda; versions must be pinned ==X)",
+    )
 
     @field_validator("justification")
     @classmethod
@@ -119,6 +124,7 @@ class ExceptionOut(BaseModel):
     revoked_at: datetime | None = None
     audit_id: int | None = Field(None, description="sequence number of the audit record of the request")
     parent_id: int | None = Field(None, description="for a dependency granted with a request's closure: that request")
+    waives: list[str] | None = Field(None, description="conditions the exception waives for its versions")
 
 
 class ErrorOut(BaseModel):

@@ -42,6 +42,7 @@ def grants(database: Database) -> list[ExceptionGrant]:
             r.expires_at,
             r.decided_by or "?",
             r.project,
+            frozenset(r.waives or ()),
         )
         for r in rows
         if r.expires_at is not None

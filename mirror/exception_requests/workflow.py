@@ -53,6 +53,8 @@ class NewRequest:
     project: str
     justification: str
     duration_days: int
+    waive: tuple[str, ...] = ()
+    """Conditions to waive for the named versions, once approved."""
 
 
 class ExceptionRequests:
@@ -95,6 +97,7 @@ class ExceptionRequests:
             project=new.project,
             justification=new.justification,
             duration_days=new.duration_days,
+            waives=list(new.waive) or None,
             requested_by=principal.user,
             requested_at=now,
             status="pending",
@@ -156,6 +159,12 @@ class ExceptionRequests:
             target = SCHEMAS[ecosystem].grant_target(grant)
         except InvalidGrant as exc:
             raise InvalidRequest(exc.field, f"{exc}; e.g. {_EXAMPLES[ecosystem]}") from None
+        if new.waive:
+            if ecosystem is Ecosystem.CONTAINERS:
+                raise InvalidRequest("waive", "images have no conditions to waive (the gate judges them)")
+            if ecosystem is Ecosystem.PYPI and not _EXACT_PIN.match((new.versions or "").strip()):
+                raise InvalidRequest("waive", "a waiver names the version it is for: give versions as ==X.Y")
+            return  # the version may well be allowed by an entry: the waiver is what is asked
         for env in new.environments:
             decision = _already_allowed(allowlist, ecosystem, env, target.name, new)
             if decision is not None and decision.allowed:

@@ -7,7 +7,8 @@
 No network, no database, no global state: callers read files and pass the time.
 """
 
-from mirror.policy.allowlist import Allowlist, build_allowlist, how_to_ask
+from mirror.policy.allowlist import Allowlist, how_to_ask
+from mirror.policy.build import build_allowlist
 from mirror.policy.interface import (
     Decision,
     Diagnostic,

@@ -8,7 +8,7 @@ normalised name, and every answer is memoised for the lifetime of the object.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring as json_string  # C-fast quoting for the hint
 from typing import NamedTuple
@@ -19,12 +19,10 @@ from mirror.policy.interface import (
     Decision,
     Ecosystem,
     ExceptionGrant,
-    Origin,
     Rule,
-    RuleKind,
     UnknownEnvironment,
 )
-from mirror.policy.loader import SCHEMAS, PolicyFile, PolicySet
+from mirror.policy.loader import SCHEMAS, PolicySet
 
 _MEMO_LIMIT = 200_000
 _AGE = frozenset({"min_age"})
@@ -62,6 +60,7 @@ class Allowlist:
         self._conditions: dict[tuple[str, str, int], Conditions] = {}
         self._facts: dict[tuple[str, str], tuple[AdvisoryFact, ...]] = {}
         self._releases: dict[tuple, tuple[Decision, timedelta | None]] = {}
+        self._waived_by: dict[int, Decision] = {}
         """The approved exceptions it was built with."""
         self._index = index
         self.built_at = built_at
@@ -196,10 +195,43 @@ class Allowlist:
             if not facts.advisories:
                 facts = facts._replace(advisories=self.advisory_facts(rule.name, version))
         shown = _shown(known, rule.name, version, build)
-        withheld = evaluate(conditions, shown, env, facts, now or datetime.now(UTC), rule.waives | skip)
+        now = now or datetime.now(UTC)
+        withheld = evaluate(conditions, shown, env, facts, now, rule.waives | skip)
         if withheld is None:
             return decision
+        waiver = self._waiver(known, env, rule.name, version, build, channel, withheld.condition)
+        if (
+            waiver is not None
+            and evaluate(self.conditions_for(waiver, env), shown, env, facts, now, waiver.waives | skip) is None
+        ):
+            waived = self._waived_by.get(id(waiver))
+            if waived is None:  # one per exception, kept alive with it: `rule_for` finds the exception
+                waived = self._waived_by[id(waiver)] = Decision(
+                    True,
+                    f"allowed by {_cite(waiver)} ({waiver.summary}), which waives {', '.join(sorted(waiver.waives))}",
+                    str(waiver.origin),
+                )
+                self._rule_of[id(waived)] = waiver
+            return waived
         return Decision(False, f"withheld: {withheld.reason}", decision.rule, withheld.condition, withheld.until)
+
+    def _waiver(
+        self,
+        ecosystem: Ecosystem,
+        env: str,
+        name: str,
+        version: str,
+        build: str | None,
+        channel: str | None,
+        condition: str,
+    ) -> Rule | None:
+        """An approved exception that admits this version and waives `condition` for it."""
+        table = self._index.get((ecosystem.value, env))
+        rules = table.get(name) if table else None
+        for rule in rules.allows if rules else ():
+            if condition in rule.waives and rule.channel in (None, channel) and rule.matcher.matches(version, build):
+                return rule
+        return None
 
     def wants_licence(self, ecosystem: Ecosystem | str, env: str, name: str) -> bool:
         """Whether a condition on `name` in `env` reads licences (so that callers fetch them only then)."""
@@ -239,6 +271,10 @@ class Allowlist:
             )
             rule = self._rule_of.get(id(decision)) if decision.allowed else None
             age = None if rule is None or "min_age" in rule.waives else self.conditions_for(rule, env).min_age
+            if age is not None and self._waiver(
+                _ECOSYSTEMS[ecosystem], env, rule.name, version, build, channel, "min_age"
+            ):
+                age = None
             if len(self._releases) >= _MEMO_LIMIT:
                 self._releases.clear()
             found = self._releases[key] = (decision, age)
@@ -362,80 +398,3 @@ def how_to_ask(ecosystem: Ecosystem, env: str, name: str, version: str | None, b
         f'"package": {json_string(package)}{versions}, "environments": [{json_string(env)}]}} '
         'plus "project" and "justification"'
     )
-
-
-def build_allowlist(
-    policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime, advisories: AdvisoryIndex | None = None
-) -> Allowlist:
-    """Index the validated files plus the approved exceptions still in force at `now`."""
-    grants = tuple(grants)
-    grant_rules = _grant_rules(policy, grants, now)
-    index: dict[tuple[str, str], dict[str, NameRules]] = {}
-    valid_until: datetime | None = None
-    for ecosystem, policy_file in policy.files.items():
-        rules = list(policy_file.rules) + grant_rules.get(ecosystem, [])
-        future = [r.expires_at for r in rules if r.expires_at is not None and r.expires_at > now]
-        if future:
-            valid_until = min(future + ([valid_until] if valid_until else []))
-        tables = {env: {} for env in policy_file.environments}
-        for env, table in tables.items():
-            index[(ecosystem.value, env)] = table
-        _index_rules(policy_file, rules, tables, now)
-    return Allowlist(policy, index, now, valid_until, grants, advisories)
-
-
-def _index_rules(
-    policy_file: PolicyFile, rules: list[Rule], tables: dict[str, dict[str, NameRules]], now: datetime
-) -> None:
-    """File each rule under its name in every environment it reaches through `extends`."""
-    heirs = {
-        env: [e for e in policy_file.environments if env in policy_file.lineage(e)] for env in policy_file.environments
-    }
-    reach: dict[frozenset[str], list[dict[str, NameRules]]] = {}
-    for rule in rules:
-        targets = reach.get(rule.environments)
-        if targets is None:
-            names = {heir for env in rule.environments for heir in heirs.get(env, ())}
-            targets = reach[rule.environments] = [tables[env] for env in names]
-        if rule.kind is RuleKind.DENY:
-            slot = 1
-        elif rule.expires_at is not None and rule.expires_at <= now:
-            slot = 2
-        else:
-            slot = 0
-        alone = NameRules((rule,), (), ()) if slot == 0 else None  # shared by every table it is new in
-        for table in targets:
-            known = table.get(rule.name)
-            if known is None and alone is not None:
-                table[rule.name] = alone
-                continue
-            entry = [(), (), ()] if known is None else list(known)
-            entry[slot] = entry[slot] + (rule,)
-            table[rule.name] = NameRules(*entry)
-
-
-def _grant_rules(policy: PolicySet, grants: Iterable[ExceptionGrant], now: datetime) -> dict[Ecosystem, list[Rule]]:
-    rules: dict[Ecosystem, list[Rule]] = {}
-    for grant in grants:
-        if grant.ecosystem not in policy.files:
-            continue
-        try:
-            target = SCHEMAS[grant.ecosystem].grant_target(grant)
-        except ValueError:
-            continue  # validated when the request was made; a malformed row grants nothing
-        rules.setdefault(grant.ecosystem, []).append(
-            Rule(
-                ecosystem=grant.ecosystem,
-                kind=RuleKind.ALLOW,
-                name=target.name,
-                matcher=target.matcher,
-                environments=grant.environments,
-                reason=f"exception approved by {grant.approved_by}",
-                origin=Origin(exception_id=grant.id),
-                owner=grant.project,
-                expires_at=grant.expires_at,
-                channel=target.channel,
-                waives=grant.waives,
-            )
-        )
-    return rules

@@ -72,6 +72,8 @@ class ExceptionRequest(Base):
     """Sequence number of the audit record that created the request."""
     parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     """For a dependency granted together with a request (approved with its closure): that request."""
+    waives: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    """Conditions the exception waives for the versions it names (`min_age`, `licenses`, …)."""
 
 
 class AuditRecord(Base):
