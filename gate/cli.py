@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("AIRLOCK_GATE_TIMEOUT", "900")),
         help="seconds Trivy may take (default 900)",
     )
+    rescan = commands.add_parser(
+        "rescan",
+        help="re-judge the SBOMs of images that passed against today's DB (exit 1 if one would fail now)",
+    )
+    rescan.add_argument(
+        "--since", default="30d", help="images that passed within this long (e.g. 30d, 12h; default 30d)"
+    )
+    for option in ("--server", "--allowlists", "--waivers", "--db", "--trivy", "--timeout"):
+        rescan._add_action(next(a for a in scan._actions if option in a.option_strings))
+    rescan.add_argument("--format", choices=("table", "json"), default="table", help="what is printed on stdout")
     db = commands.add_parser("db", help="the offline vulnerability DB")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     build = db_commands.add_parser("build", help="build a Trivy DB (v2) from OSV advisories (*.json)")
@@ -143,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "scan":
         return run_scan_command(args)
+    if args.command == "rescan":
+        from gate.rescan_command import run_rescan_command
+
+        return run_rescan_command(args)
     return run_db_build(args)
 
 

@@ -6,6 +6,7 @@ A problem anywhere is a `GateError`: the verdict is then `Outcome.UNDECIDED` wit
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from gate.interface import BaseImage, Finding, GateContext, GateError, ImageFact
 from gate.policy_source import GatePolicyInputs, ServerClient, load_gate_policy
 from gate.record import AuditSink, actor_of, ci_identity, decision_body, findings_text
 from gate.registry import BaseImageReader, RegistryClient
+from gate.rescan import keep_passed
 from gate.scanner.conda_meta import add_to_sbom, conda_packages, with_conda_records
 from gate.scanner.process import TrivyRun
 from gate.scanner.trivy import Trivy
@@ -113,7 +115,7 @@ def decide_image(
     verdict = Verdict(outcome, reference, request.environment, digest, tuple(findings), facts=facts)
     if outcome is Outcome.FAIL:
         verdict = replace(verdict, discarded=tuple(source.discard(registry)))
-    return _record(
+    recorded = _record(
         verdict,
         server,
         audit,
@@ -125,6 +127,12 @@ def decide_image(
             "db_updated_at": db_state.updated_at.isoformat(),
         },
     )
+    if recorded.outcome is Outcome.PASS:
+        try:
+            keep_passed(recorded, raw)  # Trivy's report: `rescan` makes the SBOM from it when it runs
+        except OSError as exc:  # the decision stands; only the later rescan of this image is lost
+            print(f"airlock-gate: warning: the SBOM was not kept for `rescan` ({exc.strerror})", file=sys.stderr)
+    return recorded
 
 
 def record_undecided(request: ScanRequest, cause: str) -> Verdict:
@@ -133,6 +141,11 @@ def record_undecided(request: ScanRequest, cause: str) -> Verdict:
         Outcome.UNDECIDED, request.image or str(request.archive), request.environment, None, (), cause=cause
     )
     return _record(verdict, None, AuditSink())
+
+
+def record_verdict(verdict: Verdict, server: ServerClient | None) -> Verdict:
+    """Record a decision made outside a scan (a rescan's): the local audit log, then the server."""
+    return _record(verdict, server, AuditSink())
 
 
 def _record(verdict: Verdict, server: ServerClient | None, audit: AuditSink, extra: dict | None = None) -> Verdict:

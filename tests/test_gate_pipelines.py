@@ -271,3 +271,17 @@ def test_ci_templates_run_the_pipeline_step_and_publish_the_reports():
     # The gate's extra brings Trivy and the Docker SDK; without it the step could not decide (exit 2).
     for installs in (commands, scripts):
         assert any(re.search(r'pip install "\./[\w.-]+\[gate\]"', command) for command in installs), installs
+
+
+def test_the_scheduled_rescan_template_rebuilds_the_db_and_rescans_with_the_deploy_jobs_data_dir():
+    import yaml
+
+    rescan = yaml.safe_load((REPO_ROOT / "pipelines" / "rescan-scheduled.yml").read_text())
+    deploy = yaml.safe_load((REPO_ROOT / "pipelines" / "github-actions.yml").read_text())
+    assert rescan[True]["schedule"][0]["cron"]  # PyYAML reads the key `on` as True
+    job = rescan["jobs"]["rescan"]
+    commands = [step.get("run", "") for step in job["steps"]]
+    assert commands.index(next(c for c in commands if c.startswith("airlock-gate db build"))) < commands.index(
+        next(c for c in commands if c.startswith("airlock-gate rescan"))
+    )
+    assert job["env"]["AIRLOCK_DATA_DIR"] == deploy["jobs"]["gate-and-deploy"]["env"]["AIRLOCK_DATA_DIR"]

@@ -37,6 +37,11 @@ def _configured(environ: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The data dir the service would use (AIRLOCK_DATA_DIR, airlock.toml, else `.airlock`)."""
+    return Path(_configured(os.environ if environ is None else environ).get("data_dir", DEFAULT_DATA_DIR))
+
+
 def database_url(environ: Mapping[str, str] | None = None) -> str:
     """The SQLAlchemy URL the service would use (password file applied)."""
     found = _configured(os.environ if environ is None else environ)
