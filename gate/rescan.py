@@ -96,7 +96,7 @@ def rescan(
     from gate.checks.vulnerabilities import VulnerabilityCheck
     from gate.policy_source import load_gate_policy
     from gate.scanner.models import TrivyReport
-    from gate.scanner.process import TrivyRun
+    from gate.scanner.process import TrivyRun, offline_json_args
     from gate.scanner.trivy import Trivy, facts_from_report
 
     results = []
@@ -110,24 +110,7 @@ def rescan(
         report_json = folder / "rescan.json"
         TrivyRun(
             binary,
-            [
-                "sbom",
-                "--cache-dir",
-                str(db),
-                "--cache-backend",
-                "memory",
-                "--skip-db-update",
-                "--skip-java-db-update",
-                "--offline-scan",
-                "--scanners",
-                "vuln",
-                "--format",
-                "json",
-                "--output",
-                str(report_json),
-                "--quiet",
-                str(sbom),
-            ],
+            ["sbom", *offline_json_args(db, report_json, "vuln"), str(sbom)],
             "SBOM rescan",
             timeout,
         ).wait()

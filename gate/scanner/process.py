@@ -105,29 +105,30 @@ def start_image_scan(binary: Path, archive: Path, db_dir: Path, report_json: Pat
     """Scan an image archive offline with the DB in `db_dir`, Trivy's raw JSON to `report_json`."""
     return TrivyRun(
         binary,
-        [
-            "image",
-            "--input",
-            str(archive),
-            "--cache-dir",
-            str(db_dir),
-            "--cache-backend",
-            "memory",
-            "--skip-db-update",
-            "--skip-java-db-update",
-            "--offline-scan",
-            "--scanners",
-            "vuln,secret",
-            "--list-all-pkgs",
-            "--format",
-            "json",
-            "--output",
-            str(report_json),
-            "--quiet",
-        ],
+        ["image", "--input", str(archive), *offline_json_args(db_dir, report_json, "vuln,secret"), "--list-all-pkgs"],
         "scan",
         timeout,
     )
+
+
+def offline_json_args(db_dir: Path, report_json: Path, scanners: str) -> list[str]:
+    """A Trivy scan that reads only the DB in `db_dir` and writes its JSON report to `report_json`."""
+    return [
+        "--cache-dir",
+        str(db_dir),
+        "--cache-backend",
+        "memory",
+        "--skip-db-update",
+        "--skip-java-db-update",
+        "--offline-scan",
+        "--scanners",
+        scanners,
+        "--format",
+        "json",
+        "--output",
+        str(report_json),
+        "--quiet",
+    ]
 
 
 def _last_error(stderr: str) -> str:
