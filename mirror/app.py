@@ -8,9 +8,12 @@ starts only what needs its event loop (HTTP clients, page and metadata caches), 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import RedirectResponse
 
 from mirror.api import errors
 from mirror.api.body_guard import ApiBodyGuard
@@ -27,6 +30,10 @@ from mirror.path_limits import PathLimits
 from mirror.pypi.metadata import CoreMetadata
 from mirror.pypi.pages import ProjectPages, UpstreamFacts
 from mirror.pypi.routes import router as pypi_router
+from mirror.ui import audit_pages as ui_audit
+from mirror.ui import requests_pages as ui_requests
+from mirror.ui import sign_in as ui_sign_in
+from mirror.ui.context import SignInRequired, UiHeaders, to_sign_in
 
 
 def create_app(parts: ServiceParts) -> FastAPI:
@@ -74,8 +81,28 @@ def create_app(parts: ServiceParts) -> FastAPI:
     )
     parts.registry_reach = Reachability()
     app.state.parts = parts
-    for router in (pypi_router, conda_router, containers_router, exceptions_router, governance_router, health_router):
+    for router in (
+        pypi_router,
+        conda_router,
+        containers_router,
+        exceptions_router,
+        governance_router,
+        health_router,
+        ui_sign_in.router,
+        ui_requests.router,
+        ui_audit.router,
+    ):
         app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=Path(ui_requests.__file__).parent / "static"), name="ui-static")
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_first(request, exc: SignInRequired):
+        return to_sign_in(exc.reason)
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui_root():
+        return RedirectResponse("/ui/", status_code=308)
+
     app.add_middleware(
         ApiBodyGuard,
         access=parts.access,
@@ -84,6 +111,7 @@ def create_app(parts: ServiceParts) -> FastAPI:
         large_paths=frozenset({"/api/v1/gate/decisions"}),
     )
     app.add_middleware(Observability, require_token=settings.require_token, access=parts.access)
+    app.add_middleware(UiHeaders)
     app.add_middleware(PathLimits)
     errors.install(app)
     return app

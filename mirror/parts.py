@@ -19,6 +19,7 @@ from mirror.exception_requests.workflow import ExceptionRequests
 from mirror.policy import Allowlist
 from mirror.settings import Settings
 from mirror.store.db import Database
+from mirror.ui.sessions import UiSessions
 
 if TYPE_CHECKING:
     import httpx
@@ -57,6 +58,8 @@ class ServiceParts:
     pypi_pages: ProjectPages | None = None
     pypi_metadata: CoreMetadata | None = None
     registry_reach: Reachability | None = None
+    ui_sessions: UiSessions = field(default_factory=UiSessions)
+    """Sign-in sessions of the web UI (in memory)."""
     conda_repodata: dict = field(default_factory=dict)
     """Filtered repodata per (build, subdir, environment, allowlist generation)."""
 

@@ -51,7 +51,7 @@ def upstream_releases() -> list[Release]:
         Release("sdistonly", "1.0", kind="sdist"),
         Release("uncached", "1.0"),
         # Not allowlisted anywhere: each exception test asks for its own, so tests stay independent.
-        *(Release(name, "1.0") for name in ("kappa", "mu", "nu", "xi", "omicron")),
+        *(Release(name, "1.0") for name in ("kappa", "mu", "nu", "xi", "omicron", "rho")),
         Release("sigma", "1.0", requires=("tau>=1.0",)),
         Release("tau", "1.2", requires=("upsilon",)),
         Release("upsilon", "2.0"),

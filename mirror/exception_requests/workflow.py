@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, select, type_coerce, update
+from sqlalchemy import String, func, select, type_coerce, update
 
 from mirror.audit.log import append
 from mirror.auth.access import AccessControl
@@ -224,6 +224,53 @@ class ExceptionRequests:
             keep = {row[0] for row in states}
             self._rendered = {k: v for k, v in self._rendered.items() if k in keep}
         return "[" + ",".join(self._rendered[row[0]][1] for row in states) + "]"
+
+    def rows(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        requested_by: str | None = None,
+        decidable: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[ExceptionRequest], int]:
+        """A page of requests the principal may read (newest first) and how many there are in all;
+        `decidable`: only those of projects the principal may decide for (an approver's queue)."""
+        permission = Permission.DECIDE if decidable else Permission.READ_REQUESTS
+        scope = principal.scope(permission)
+        if scope is None:
+            raise self.access.deny(
+                principal, "exception.list", "exceptions", f"role {principal.role} may not {permission.value}"
+            )
+        conditions = []
+        if scope.name == "OWN":
+            conditions.append(ExceptionRequest.project.in_(sorted(principal.projects)))
+        if status is not None:
+            conditions.append(ExceptionRequest.status == status)
+        if requested_by is not None:
+            conditions.append(ExceptionRequest.requested_by == requested_by)
+        with self.database.reading() as session:
+            total = session.execute(select(func.count()).select_from(ExceptionRequest).where(*conditions)).scalar_one()
+            found = (
+                session.execute(
+                    select(ExceptionRequest)
+                    .where(*conditions)
+                    .order_by(ExceptionRequest.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+                .scalars()
+                .all()
+            )
+        return list(found), total
+
+    def preview(self, principal: Principal, new: NewRequest) -> list[Precheck]:
+        """What the pre-checks say of a request before it is made (nothing is stored)."""
+        self.access.require(principal, Permission.REQUEST, new.project, "exception.preview", f"project {new.project}")
+        allowlist = self._allowlist()
+        self._validate(new, allowlist)
+        return run_prechecks(new.ecosystem, new.package, new.versions, self._prechecks(allowlist), new.environments)
 
     def get(self, principal: Principal, request_id: int) -> ExceptionRequest:
         row = self._load(request_id)
