@@ -187,7 +187,10 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
     webhooks.start()
     stop_polling = threading.Event()
     poller = threading.Thread(
-        target=_poll_allowlists, args=(policy, access, stop_polling), name="allowlist-watch", daemon=True
+        target=_poll_allowlists,
+        args=(policy, access, stop_polling, lambda: conda_sync.request(policy)),
+        name="allowlist-watch",
+        daemon=True,
     )
     poller.start()
 
@@ -323,13 +326,21 @@ class BackgroundCondaSync:
                 log.exception("conda sync after an exception change failed; the previous channels stay served")
 
 
-def _poll_allowlists(policy: AllowlistWatcher, access: AccessControl, stop: threading.Event) -> None:
+def _conda_grants(allowlist: Allowlist) -> frozenset:
+    return frozenset((g.id, g.package, g.expires_at) for g in allowlist.grants if g.ecosystem == Ecosystem.CONDA)
+
+
+def _poll_allowlists(
+    policy: AllowlistWatcher, access: AccessControl, stop: threading.Event, on_conda_change: Callable[[], None]
+) -> None:
     """Off the request path (requests only read a reference): record expired exceptions and the
     summaries of refused unauthenticated requests (the writes no person makes), re-read changed
     allowlist files, and rebuild when the approved exceptions changed, also through another
-    replica sharing the database."""
+    replica sharing the database. When the conda exceptions changed — whichever replica decided —
+    this replica syncs its own curated channels, so that every replica serves the decision."""
     database = access.database
     seen = fingerprint(database)
+    conda = _conda_grants(policy.current())
     while not stop.wait(policy.interval):
         try:
             expire_due(database)
@@ -337,5 +348,9 @@ def _poll_allowlists(policy: AllowlistWatcher, access: AccessControl, stop: thre
             current = fingerprint(database)
             policy.poll(force=current != seen)
             seen = current
+            now_conda = _conda_grants(policy.current())
+            if now_conda != conda:
+                conda = now_conda
+                on_conda_change()
         except Exception:  # keep watching: the previous allowlist stays in force
             log.exception("allowlist reload failed")

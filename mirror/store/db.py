@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mirror.store import SCHEMA_HEAD, SQLITE_PRAGMAS
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x41_69_72_6C_6F_63_6B  # "Airlock": the PostgreSQL advisory lock migrations take
 
 
 def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
@@ -98,6 +99,17 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas started together (a Kubernetes rollout) all find the schema old: one
+                # migrates under this lock (released when the transaction ends), the others wait for
+                # it and then find nothing left to do. Without it, two ran CREATE TABLE at once.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                revision = connection.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+                if (
+                    revision
+                    and connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_HEAD
+                ):
+                    return
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
