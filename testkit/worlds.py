@@ -43,7 +43,7 @@ def upstream_releases() -> list[Release]:
         Release("alpha", "1.0.1", listed_under="delta", payload=b"MALICIOUS alpha on delta's page"),
         Release("Zeta.Pkg", "1.0", kind="sdist"),
         Release("Zeta.Pkg", "1.0", dist_name="ZETA_pkg"),
-        Release("epsilon", "1.0"),
+        Release("epsilon", "1.0", licence="Copyright © 2008 “Ünïcode” Authors: real METADATA is not ASCII"),
         Release("epsilon", "1.1", yanked="broken build"),
         Release("torchish", "2.0.0+cpu"),
         Release("oldpy", "0.9"),

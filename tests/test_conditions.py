@@ -166,3 +166,26 @@ def test_advisory_conditions_without_advisories_fail_closed():
 def test_now_defaults_to_the_clock():
     judged = allowlist().judge("pypi", "prod", "numpy", "1.0", ReleaseFacts(datetime.now(UTC) - timedelta(days=1)))
     assert judged.condition == "min_age"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "licence"),
+    [
+        (b"Metadata-Version: 2.4\nName: x\nLicense-Expression: MIT OR Apache-2.0\n", "MIT OR Apache-2.0"),
+        (b"Metadata-Version: 2.1\nName: x\nLicense: BSD 3-Clause\n", "BSD 3-Clause"),
+        # pandas 2.3.3's METADATA: the licence's whole text, with bytes that are not ASCII
+        (
+            "Metadata-Version: 2.1\nName: pandas\nLicense: Copyright (c) 2008-2011, AQR Capital — “all rights” ".encode()
+            + b"x" * 200
+            + b"\nClassifier: License :: OSI Approved :: BSD License\n",
+            "BSD License",
+        ),
+        (b"Metadata-Version: 2.1\nName: x\nLicense: UNKNOWN\n", None),
+        (b"\xff\xfe not metadata at all", None),
+    ],
+    ids=["expression", "short-field", "non-ascii-text", "unknown", "garbage"],
+)
+def test_licences_are_read_from_any_metadata_without_error(metadata, licence):
+    from mirror.pypi.licences import licence_from_metadata
+
+    assert licence_from_metadata(metadata) == licence

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class RegistryCache:
-    def __init__(self, data_dir: Path, upstream_name: str, upstream_url: str) -> None:
+    def __init__(self, data_dir: Path, upstream_name: str, upstream_url: str, quiet: bool = False) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
             raise ChildError(
@@ -45,6 +45,7 @@ class RegistryCache:
             log_path=data_dir / "logs" / f"registry-{upstream_name}.log",
             ready=lambda: httpx.get(f"{self.url}/v2/", timeout=2.0).status_code == 200,
             ready_timeout=60.0,
+            quiet=quiet,
         )
 
     def start(self) -> None:
@@ -97,7 +98,7 @@ class RegistryCaches:
             log_path = self.data_dir / "logs" / f"registry-{name}.log"
             written = log_path.stat().st_size if log_path.exists() else 0
             try:
-                cache = RegistryCache(self.data_dir, name, url)
+                cache = RegistryCache(self.data_dir, name, url, quiet=name in self.causes)
                 cache.start()
             except ChildError as exc:  # fail closed: that upstream's images are refused, the rest runs
                 cause = start_failure(log_path, written, url) or str(exc)

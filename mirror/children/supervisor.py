@@ -63,6 +63,8 @@ class ChildProcess:
     ready_timeout: float = 60.0
     env: dict[str, str] | None = None
     max_restarts: int = 5
+    quiet: bool = False
+    """A retry of a child that could not start: its start is not news (logged at DEBUG)."""
     on_event: Callable[[str, str], None] = lambda name, event: None
     restarts: int = 0
     _process: subprocess.Popen | None = field(default=None, repr=False)
@@ -115,7 +117,13 @@ class ChildProcess:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        log.info("started %s (pid %d), log %s", self.name, self._process.pid, self.log_path)
+        log.log(
+            logging.DEBUG if self.quiet else logging.INFO,
+            "started %s (pid %d), log %s",
+            self.name,
+            self._process.pid,
+            self.log_path,
+        )
 
     def _safe_ready(self) -> bool:
         try:
