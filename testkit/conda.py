@@ -29,6 +29,9 @@ class CondaPackage:
     fmt: str = ".tar.bz2"
     """`.tar.bz2` or `.conda`."""
     payload: bytes = b""
+    license: str = "MIT"
+    timestamp_ms: int | None = None
+    """When the package was built (its `timestamp`, milliseconds); default TIMESTAMP_MS."""
 
     @property
     def filename(self) -> str:
@@ -41,9 +44,9 @@ class CondaPackage:
             "build": self.build,
             "build_number": 0,
             "depends": list(self.depends),
-            "license": "MIT",
+            "license": self.license,
             "subdir": self.subdir,
-            "timestamp": TIMESTAMP_MS,
+            "timestamp": self.timestamp_ms if self.timestamp_ms is not None else TIMESTAMP_MS,
         }
         if self.subdir == "noarch":
             data["noarch"] = "generic"
