@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from testkit.pypi import Release, Upstream
-from testkit.servers import AirlockProcess, PypiIndexServer
+from testkit.servers import AirlockProcess, PypiIndexServer, StaticServer
 
 if TYPE_CHECKING:
     from testkit.postgres import PostgresServer
@@ -295,3 +295,42 @@ def installed(python: Path) -> dict[str, str]:
     import json
 
     return json.loads(result.stdout)
+
+
+def start_conda_airlock(
+    tmp: Path, conda_yaml: str, packages
+) -> tuple[AirlockProcess, StaticServer, dict[str, str], object]:
+    """An upstream conda channel of `packages` (served as a CDN does, connections kept open) and
+    `airlock up` with `conda_yaml` (its `{url}` filled with the channel's); the channel is not synced.
+    Returns the service, the upstream's server, the service's settings and the upstream's folder."""
+    from testkit.conda import CondaChannelDir
+
+    upstream = CondaChannelDir(tmp / "upstream")
+    upstream.add(*packages)
+    upstream.publish()
+    server = StaticServer(upstream.root, keep_alive=True).start()
+    work = tmp / "airlock"
+    (work / "allowlists").mkdir(parents=True)
+    (work / "allowlists" / "conda.yaml").write_text(conda_yaml.format(url=server.url))
+    env = {
+        "AIRLOCK_DATA_DIR": str(work / "data"),
+        "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
+        "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/",
+    }
+    try:
+        airlock = AirlockProcess(work, env).start()
+    except BaseException:
+        server.stop()
+        raise
+    return airlock, server, env, upstream
+
+
+def sync_conda(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`airlock sync conda ARGS` with the service's settings, as the operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "mirror", "sync", "conda", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=600,
+    )

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import rattler
 
-from testkit.conda import CondaChannelDir, CondaPackage, build_package
-from testkit.servers import AirlockProcess, StaticServer
+from testkit.conda import CondaPackage, build_package
+from testkit.worlds import start_conda_airlock, sync_conda
 
 PACKAGES = [
     CondaPackage("python", "3.11.9", "h_0_cpython"),
@@ -48,19 +48,8 @@ packages:
 @pytest.fixture(scope="module")
 def conda_world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("conda")
-    upstream = CondaChannelDir(tmp / "upstream")
-    upstream.add(*PACKAGES)
-    upstream.publish()
-    server = StaticServer(upstream.root, keep_alive=True).start()  # as a CDN serves: connections kept open
+    airlock, server, env, upstream = start_conda_airlock(tmp, CONDA_YAML, PACKAGES)
     work = tmp / "airlock"
-    (work / "allowlists").mkdir(parents=True)
-    (work / "allowlists" / "conda.yaml").write_text(CONDA_YAML.format(url=server.url))
-    env = {
-        "AIRLOCK_DATA_DIR": str(work / "data"),
-        "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-        "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/",
-    }
-    airlock = AirlockProcess(work, env).start()
     world = {"upstream": upstream, "server": server, "airlock": airlock, "env": env, "work": work, "tmp": tmp}
     yield world
     airlock.stop()
@@ -68,14 +57,7 @@ def conda_world(tmp_path_factory):
 
 
 def sync(world, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "mirror", "sync", "conda", *args],
-        capture_output=True,
-        text=True,
-        cwd=world["work"],
-        env={**os.environ, **world["env"]},
-        timeout=600,
-    )
+    return sync_conda(world["env"], *args)
 
 
 def channel(world, env="prod"):

@@ -5,17 +5,14 @@ published; py-rattler solves and installs what is left."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 import rattler
 
-from testkit.conda import CondaChannelDir, CondaPackage
-from testkit.servers import AirlockProcess, StaticServer
+from testkit.conda import CondaPackage
+from testkit.worlds import start_conda_airlock, sync_conda
 
 NOW_MS = int(time.time() * 1000)
 DAY_MS = 86_400_000
@@ -41,26 +38,8 @@ packages:
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("conda-conditions")
-    upstream = CondaChannelDir(tmp / "upstream")
-    upstream.add(*PACKAGES)
-    upstream.publish()
-    server = StaticServer(upstream.root, keep_alive=True).start()
-    work = tmp / "airlock"
-    (work / "allowlists").mkdir(parents=True)
-    (work / "allowlists" / "conda.yaml").write_text(CONDA_YAML.format(url=server.url))
-    env = {
-        "AIRLOCK_DATA_DIR": str(work / "data"),
-        "AIRLOCK_ALLOWLISTS": str(work / "allowlists"),
-        "AIRLOCK_PYPI_UPSTREAM": f"{server.url}/simple/",
-    }
-    airlock = AirlockProcess(work, env).start()
-    synced = subprocess.run(
-        [sys.executable, "-m", "mirror", "sync", "conda"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    airlock, server, env, _ = start_conda_airlock(tmp, CONDA_YAML, PACKAGES)
+    synced = sync_conda(env)
     assert synced.returncode == 0, synced.stderr
     yield f"{airlock.url}/conda/prod/conda-forge", tmp
     airlock.stop()

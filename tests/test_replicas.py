@@ -3,7 +3,6 @@ they migrate it once — one under the advisory lock, the others wait and find n
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -86,6 +85,7 @@ def two_replicas(postgres, tmp_path_factory):
     from testkit.conda import CondaChannelDir, CondaPackage
     from testkit.pypi import Release, Upstream
     from testkit.servers import AirlockProcess, PypiIndexServer, StaticServer
+    from testkit.worlds import sync_conda
 
     tmp = tmp_path_factory.mktemp("replicas")
     conda = CondaChannelDir(tmp / "conda")
@@ -109,13 +109,7 @@ def two_replicas(postgres, tmp_path_factory):
             "AIRLOCK_PYPI_UPSTREAM": f"{pypi_server.url}/simple/",
         }
         replica = AirlockProcess(tmp / name, env).start()
-        synced = subprocess.run(
-            [sys.executable, "-m", "mirror", "sync", "conda"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        synced = sync_conda(env)
         assert synced.returncode == 0, synced.stderr
         replicas.append(replica)
     yield replicas
