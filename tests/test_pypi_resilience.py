@@ -49,6 +49,25 @@ def test_upstream_down_serves_cached_files_and_503_for_the_rest(world, tmp_path)
     assert httpx.get(f"{world.index()}uncached/").status_code == 200
 
 
+def test_a_file_many_clients_ask_for_at_once_reaches_every_one(world):
+    """A CI fleet installing a new release together: devpi answers 500 to requests for a file another
+    request is still storing ("Waiting for file … in event serial"); Airlock waits for it instead."""
+    import asyncio
+    import re
+
+    urls = []
+    for project in ("torchish", "oldpy", "epsilon", "zeta-pkg"):  # wheels no other test here fetches
+        page = httpx.get(f"{world.index()}{project}/")
+        urls.append(httpx.URL(f"{world.index()}{project}/").join(re.search(r'href="([^"#]+\.whl)', page.text)[1]))
+
+    async def fetch_all() -> list[int]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+            answers = await asyncio.gather(*(client.get(url) for url in urls for _ in range(24)))
+        return [answer.status_code for answer in answers]
+
+    assert asyncio.run(fetch_all()) == [200] * 24 * len(urls)
+
+
 def test_a_crashed_devpi_is_restarted_and_reported(world):
     before = devpi_part(world)
     os.kill(before["pid"], signal.SIGKILL)

@@ -285,11 +285,23 @@ class ProjectPages:
         if pending is not None:
             await asyncio.wait([pending])
         for attempt in range(2):
-            response = await self._client.send(self._client.build_request("GET", f"/{INDEX}/+f/{relpath}"), stream=True)
+            response = await self._send_file_request(relpath)
             if response.status_code != 404 or attempt:
                 return response
             await response.aclose()
             await self._client.post(f"/{INDEX}/+simple/{project}/refresh")
+        raise AssertionError("unreachable")
+
+    async def _send_file_request(self, relpath: str) -> httpx.Response:
+        """devpi 6 answers 500 to a request for a file that another request is still storing (it logs
+        "Waiting for file … in event serial N" and fails an assertion): a CI fleet asking for a new
+        release at once meets this. The file is there a moment later, so ask again, briefly."""
+        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, None):
+            response = await self._client.send(self._client.build_request("GET", f"/{INDEX}/+f/{relpath}"), stream=True)
+            if response.status_code != 500 or delay is None:
+                return response
+            await response.aclose()
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     def _warm_up(self, project: str, relpath: str, ingestion: asyncio.Task) -> None:
