@@ -275,11 +275,12 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
 
 def start_registry_caches(settings: Settings, allowlist: Allowlist):
     """One pull-through registry cache per upstream in containers.yaml (none without the file)."""
-    from mirror.children.registry import RegistryCaches
+    from mirror.children.registry import RegistryCaches, read_registry_storage
 
     policy_file = allowlist.policy.files.get(Ecosystem.CONTAINERS)
     upstreams = {u.name: u.url for u in (policy_file.context or {}).values()} if policy_file else {}
-    caches = RegistryCaches(settings.data_dir, upstreams, settings.registry_retry_seconds)
+    storage = read_registry_storage(settings.registry_storage) if settings.registry_storage else None
+    caches = RegistryCaches(settings.data_dir, upstreams, settings.registry_retry_seconds, storage)
     caches.start()
     return caches
 

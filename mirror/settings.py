@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         le=3600,
         description="first wait before retrying a registry cache that could not start (then doubling, up to 5 min)",
     )
+    registry_storage: Path | None = Field(
+        None,
+        description="YAML file holding the registry caches' `storage:` section (docker-registry's own "
+        "drivers: s3, azure, gcs, or filesystem on a volume every replica mounts); default: the data dir",
+    )
     log_format: str = Field(
         "auto",
         pattern="^(auto|json|text)$",
@@ -90,6 +95,15 @@ class Settings(BaseSettings):
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
             raise ValueError(f"{value} is not a readable file (mount the secret there, or unset the setting)")
+        return value
+
+    @field_validator("registry_storage")
+    @classmethod
+    def _registry_storage(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from mirror.children.registry import read_registry_storage
+
+            read_registry_storage(value)  # a bad file stops `airlock up` here, naming what to fix
         return value
 
     @field_validator("pypi_upstream")

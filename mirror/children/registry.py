@@ -6,6 +6,7 @@ The cache knows nothing of the allowlist and keeps serving what it has; Airlock'
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -20,7 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class RegistryCache:
-    def __init__(self, data_dir: Path, upstream_name: str, upstream_url: str, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        upstream_name: str,
+        upstream_url: str,
+        quiet: bool = False,
+        storage: dict | None = None,
+    ) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
             raise ChildError(
@@ -32,13 +40,14 @@ class RegistryCache:
         root = data_dir / "registry" / upstream_name
         root.mkdir(parents=True, exist_ok=True)
         config = root / "config.yml"
-        config.write_text(
-            "version: 0.1\n"
-            "log: {level: warn}\n"
-            f"storage: {{filesystem: {{rootdirectory: {root / 'storage'}}}, delete: {{enabled: true}}}}\n"
-            f"http: {{addr: 127.0.0.1:{self.port}, relativeurls: true}}\n"
-            f"proxy: {{remoteurl: {upstream_url}}}\n"
-        )
+        settings = {
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": cache_storage(storage, upstream_name, root / "storage"),
+            "http": {"addr": f"127.0.0.1:{self.port}", "relativeurls": True},
+            "proxy": {"remoteurl": upstream_url},
+        }
+        config.write_text(json.dumps(settings, indent=2))  # JSON is YAML: no quoting of paths to get wrong
         self.child = ChildProcess(
             name=f"registry-{upstream_name}",
             argv=[binary, "serve", str(config)],
@@ -66,8 +75,11 @@ class RegistryCaches:
     Why a cache did not start is read from its own log and said once, as a sentence naming the
     upstream and what still works; a retry that fails the same way is not logged again."""
 
-    def __init__(self, data_dir: Path, upstreams: dict[str, str], retry_seconds: float) -> None:
+    def __init__(
+        self, data_dir: Path, upstreams: dict[str, str], retry_seconds: float, storage: dict | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.storage = storage
         self.retry_seconds = retry_seconds
         self.upstreams = dict(upstreams)
         self.urls: dict[str, str] = {}
@@ -98,7 +110,7 @@ class RegistryCaches:
             log_path = self.data_dir / "logs" / f"registry-{name}.log"
             written = log_path.stat().st_size if log_path.exists() else 0
             try:
-                cache = RegistryCache(self.data_dir, name, url, quiet=name in self.causes)
+                cache = RegistryCache(self.data_dir, name, url, quiet=name in self.causes, storage=self.storage)
                 cache.start()
             except ChildError as exc:  # fail closed: that upstream's images are refused, the rest runs
                 cause = start_failure(log_path, written, url) or str(exc)
@@ -133,6 +145,55 @@ class RegistryCaches:
             self._thread.join(70)
         for cache in list(self.caches):
             cache.stop()
+
+
+STORAGE_DRIVERS = ("filesystem", "s3", "azure", "gcs", "swift", "oss", "inmemory")
+STORAGE_OPTIONS = ("delete", "redirect", "cache", "maintenance", "tag")
+
+
+def read_registry_storage(path: Path) -> dict:
+    """The `storage:` section of AIRLOCK_REGISTRY_STORAGE (the file may hold it under `storage:` or
+    be the section itself), checked enough that docker-registry will not refuse it at start."""
+    import yaml
+
+    fix = "fix the file or unset AIRLOCK_REGISTRY_STORAGE"
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror}); {fix}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not YAML ({str(exc).splitlines()[0]}); {fix}") from None
+    section = loaded.get("storage", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: must be a mapping like `storage: {{s3: {{bucket: NAME, region: R}}}}`; {fix}")
+    drivers = [key for key in section if key not in STORAGE_OPTIONS]
+    unknown = [key for key in drivers if key not in STORAGE_DRIVERS]
+    if unknown or len(drivers) != 1:
+        named = ", ".join(drivers) or "none"
+        raise ValueError(f"{path}: name exactly one storage driver of {', '.join(STORAGE_DRIVERS)} (found: {named})")
+    parameters = section[drivers[0]]
+    if parameters is not None and not isinstance(parameters, dict):
+        raise ValueError(f"{path}: the `{drivers[0]}` driver's parameters must be a mapping; {fix}")
+    if drivers[0] == "filesystem" and not (parameters or {}).get("rootdirectory"):
+        raise ValueError(f"{path}: `filesystem` needs `rootdirectory` (a volume every replica mounts)")
+    return dict(section)
+
+
+def cache_storage(section: dict | None, upstream_name: str, default_root: Path) -> dict:
+    """One upstream's `storage:` configuration: its own folder under the configured root (so caches of
+    several upstreams never mix), deletes allowed (garbage collection), and no redirects: a blob is
+    always served through Airlock, never by sending a workspace to the storage's own URL."""
+    if section is None:
+        return {"filesystem": {"rootdirectory": str(default_root)}, "delete": {"enabled": True}}
+    storage = dict(section)
+    driver = next(key for key in storage if key not in STORAGE_OPTIONS)
+    parameters = dict(storage[driver] or {})
+    root = str(parameters.get("rootdirectory", "")).rstrip("/")
+    parameters["rootdirectory"] = f"{root}/{upstream_name}"
+    storage[driver] = parameters
+    storage["delete"] = {"enabled": True}
+    storage["redirect"] = {"disable": True}
+    return storage
 
 
 def _host(url: str) -> str:
