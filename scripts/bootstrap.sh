@@ -8,7 +8,7 @@ PYTHON="${AIRLOCK_PYTHON:-python3}"
 # Debian packages the service and its tests use (one list, so run and test agree).
 DEBIAN_PACKAGES=(python3-venv ca-certificates wrk postgresql docker.io docker-registry busybox-static debootstrap docker-compose)
 # The web UI's tests drive Debian's headless Chromium (Playwright's own browser download does not work offline).
-TEST_DEBIAN_PACKAGES=(chromium)
+TEST_DEBIAN_PACKAGES=(chromium haproxy)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
