@@ -11,7 +11,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates docker-registry \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home-dir /var/lib/airlock --create-home airlock
+    && groupadd --system --gid 10001 airlock \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/airlock --create-home airlock
 
 COPY build/image/ /tmp/image/
 RUN python3 -m venv /opt/airlock \

@@ -1,6 +1,7 @@
 """compose.yaml with real parts: Airlock built from the repo's Dockerfile (wheels built here) and
 PostgreSQL from Debian's package, both on a Debian base made with debootstrap (no registry is
-reachable), brought up with docker-compose v1; pip installs through the containerised Airlock."""
+reachable), brought up with docker-compose v1 and the `replicas` profile (a second replica and HAProxy);
+pip installs through the containerised Airlock, and through the balancer with either replica stopped."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def compose(world, *args: str, check: bool = True, timeout: float = 600) -> subp
         str(REPO_ROOT / "tests" / "compose" / "upstream.yaml"),
         "--project-directory",
         str(world["dir"]),
+        "--profile",
+        "replicas",
         *args,
     ]
     result = subprocess.run(command, env=world["env"], capture_output=True, text=True, timeout=timeout)
@@ -78,18 +81,20 @@ def compose_world(tmp_path_factory, docker_engine):
         timeout=1800,
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    engine.docker(
-        "build",
-        "-q",
-        "--network",
-        "host",
-        "--build-arg",
-        f"BASE_IMAGE={BASE}",
-        "-t",
-        "airlock-test/postgres:15",
-        str(REPO_ROOT / "tests" / "compose" / "postgres"),
-        timeout=1800,
-    )
+    for tag, folder in (("airlock-test/postgres:15", "postgres"), ("airlock-test/haproxy:2.6", "haproxy")):
+        # Stand-ins for the official images, from Debian packages (apt needs the host's network).
+        engine.docker(
+            "build",
+            "-q",
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE_IMAGE={BASE}",
+            "-t",
+            tag,
+            str(REPO_ROOT / "tests" / "compose" / folder),
+            timeout=1800,
+        )
     engine.build("airlock-test/busybox:1", [], tmp / "busybox")
     upstream = Upstream(tmp / "upstream")
     upstream.add(Release("alpha", "1.0"), Release("beta", "1.0"))
@@ -97,15 +102,19 @@ def compose_world(tmp_path_factory, docker_engine):
     project = tmp / "project"
     (project / "allowlists").mkdir(parents=True)
     (project / "allowlists" / "pypi.yaml").write_text(PYPI_YAML)
+    (project / "deploy" / "haproxy").mkdir(parents=True)  # a checkout of this repository, as a site has
+    shutil.copy(REPO_ROOT / "deploy" / "haproxy" / "haproxy.cfg", project / "deploy" / "haproxy")
     (project / "secrets").mkdir()
     (project / "secrets" / "db_password").write_text(secrets.token_hex(16))
     (project / "secrets" / "db_password").chmod(0o444)
-    port = free_port()
+    port, balancer_port = free_port(), free_port()
     env = {
         **engine.env,
         "AIRLOCK_IMAGE": "airlock-test/airlock:1",
         "AIRLOCK_POSTGRES_IMAGE": "airlock-test/postgres:15",
         "AIRLOCK_PORT": str(port),
+        "AIRLOCK_BALANCER_PORT": str(balancer_port),
+        "AIRLOCK_BALANCER_IMAGE": "airlock-test/haproxy:2.6",
         "AIRLOCK_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "AIRLOCK_PYPI_UPSTREAM": "http://upstream:8080/simple/",
         "TEST_UPSTREAM_IMAGE": "airlock-test/busybox:1",
@@ -116,6 +125,7 @@ def compose_world(tmp_path_factory, docker_engine):
         "env": env,
         "project": f"airlock{port}",
         "url": f"http://127.0.0.1:{port}",
+        "balancer": f"http://127.0.0.1:{balancer_port}",
         "engine": engine,
     }
     compose(world, "up", "-d")
@@ -123,7 +133,7 @@ def compose_world(tmp_path_factory, docker_engine):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{world['url']}/readyz", timeout=5).status_code == 200:
+                if all(httpx.get(f"{world[u]}/readyz", timeout=5).status_code == 200 for u in ("url", "balancer")):
                     break
             except httpx.HTTPError:
                 pass
@@ -173,17 +183,17 @@ def test_pip_installs_through_the_containerised_airlock(compose_world, tmp_path)
     assert quarantined(page) and "beta is not on the prod allowlist" in page.headers["X-Airlock-Reason"]
 
 
-def test_both_services_are_healthy(compose_world):
+def test_every_service_is_healthy(compose_world):
     deadline = time.monotonic() + 120
     states = {}
     while time.monotonic() < deadline:
         ids = compose(compose_world, "ps", "-q").stdout.split()
         inspected = json.loads(compose_world["engine"].docker("inspect", *ids).stdout)
         states = {c["Name"]: (c["State"].get("Health") or {}).get("Status") for c in inspected}
-        if sorted(s for s in states.values() if s) == ["healthy", "healthy"]:
+        if sorted(s for s in states.values() if s) == ["healthy"] * 3:  # db and both replicas
             break
         time.sleep(2)
-    assert sorted(s for s in states.values() if s) == ["healthy", "healthy"], states
+    assert sorted(s for s in states.values() if s) == ["healthy"] * 3, states
 
 
 def test_airlock_in_compose_keeps_its_state_in_postgresql(compose_world):
@@ -212,3 +222,26 @@ def test_airlock_in_compose_keeps_its_state_in_postgresql(compose_world):
     logs = compose(compose_world, "logs", "airlock").stdout
     password = (compose_world["dir"] / "secrets" / "db_password").read_text()
     assert password not in logs
+
+
+def test_the_balancer_serves_installs_with_either_replica_stopped(compose_world, tmp_path):
+    index = f"{compose_world['balancer']}/pypi/prod/simple/"
+    for stopped in ("airlock", "airlock-2"):
+        compose(compose_world, "stop", stopped)
+        try:
+            python = fresh_venv(tmp_path / f"venv-{stopped}")
+            result = pip(["--python", str(python), "install", "--index-url", index, "alpha"], tmp_path)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert installed(python) == {"alpha": "1.0"}
+            page = httpx.get(f"{index}beta/")  # the other replica enforces the same allowlist
+            assert quarantined(page)
+        finally:
+            compose(compose_world, "start", stopped)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # back in the balancer before the other one stops
+            states = httpx.get(f"{compose_world['balancer']}/readyz", timeout=5)
+            ids = compose(compose_world, "ps", "-q", stopped).stdout.split()
+            health = json.loads(compose_world["engine"].docker("inspect", *ids).stdout)[0]["State"].get("Health", {})
+            if states.status_code == 200 and health.get("Status") == "healthy":
+                break
+            time.sleep(2)
