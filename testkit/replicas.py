@@ -42,6 +42,7 @@ class ReplicaWorld:
     """Settings every replica shares; each adds its own AIRLOCK_DATA_DIR."""
     servers: list = field(default_factory=list)
     replicas: list[AirlockProcess] = field(default_factory=list)
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def add_replica(self, name: str, sync: bool = True) -> AirlockProcess:
         """Start one more replica on a fresh data dir (and publish its conda channels)."""
@@ -65,35 +66,22 @@ class ReplicaWorld:
             raise RuntimeError(f"conda sync of replica {name} failed:\n{synced.stderr}")
 
     def token(self, role: str, user: str) -> str:
+        """A token of `user` in `role`, minted once (a mint writes a token row and an audit record)."""
         from testkit.worlds import mint_token
 
-        return mint_token(self.postgres.url, role, user)
+        if (role, user) not in self.tokens:
+            self.tokens[role, user] = mint_token(self.postgres.url, role, user)
+        return self.tokens[role, user]
 
     def approve(self, replica: AirlockProcess, ecosystem: str, package: str) -> float:
         """Ask for `package` in prod and approve it through `replica`'s API; the instant of the
         approval's answer (time.monotonic)."""
-        return self._decide(replica, "approve", self._ask(replica, ecosystem, package))
-
-    def revoke(self, replica: AirlockProcess, request_id: int) -> float:
-        return self._decide(replica, "revoke", request_id)
-
-    def approve_returning_id(self, replica: AirlockProcess, ecosystem: str, package: str) -> tuple[int, float]:
-        request_id = self._ask(replica, ecosystem, package)
-        return request_id, self._decide(replica, "approve", request_id)
-
-    def _ask(self, replica: AirlockProcess, ecosystem: str, package: str) -> int:
-        body = {
-            "ecosystem": ecosystem,
-            "package": package,
-            "environments": ["prod"],
-            "project": "churn-model",
-            "justification": "needed by the churn model's feature pipeline",
-        }
         headers = {"Authorization": f"Bearer {self.token('data-scientist', 'alice')}"}
+        body = request_body(ecosystem, package)
         asked = httpx.post(f"{replica.url}/api/v1/exceptions", json=body, headers=headers, timeout=60)
         if asked.status_code != 201:
             raise AssertionError(asked.text)
-        return asked.json()["id"]
+        return self._decide(replica, "approve", asked.json()["id"])
 
     def _decide(self, replica: AirlockProcess, verb: str, request_id: int) -> float:
         headers = {"Authorization": f"Bearer {self.token('data-governance', 'gina')}"}
@@ -108,6 +96,19 @@ class ReplicaWorld:
         for process in [*self.replicas, *self.servers]:
             process.stop()
         self.postgres.stop()
+
+
+def request_body(
+    ecosystem: str, package: str, justification: str = "needed by the churn model's feature pipeline"
+) -> dict:
+    """An exception request for `package` in prod for the churn-model project."""
+    return {
+        "ecosystem": ecosystem,
+        "package": package,
+        "environments": ["prod"],
+        "project": "churn-model",
+        "justification": justification,
+    }
 
 
 def start_replica_world(root: Path) -> ReplicaWorld:
@@ -152,8 +153,12 @@ def until(check: Callable[[], bool], timeout: float) -> float:
 
 
 def served_by(replica: AirlockProcess, package: str) -> bool:
-    """The replica's prod PyPI page lists `package`'s files."""
-    return httpx.get(f"{replica.url}/pypi/prod/simple/{package}/").headers.get("X-Airlock-Withheld") == "0"
+    """The replica's prod PyPI page lists `package`'s files (a refused project's page lists none and
+    withholds none, so the page's files are counted, not its X-Airlock-Withheld)."""
+    page = httpx.get(
+        f"{replica.url}/pypi/prod/simple/{package}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    return page.status_code == 200 and bool(page.json()["files"])
 
 
 def in_channel(replica: AirlockProcess, package: str) -> bool:

@@ -126,13 +126,9 @@ def balancer(two_replicas, tmp_path_factory):
 
 def _ask_until_answered(url: str, token: str, number: int) -> httpx.Response:
     """A client that retries what the balancer could not deliver (as the CLI and CI scripts do)."""
-    body = {
-        "ecosystem": "pypi",
-        "package": "kappa",
-        "environments": ["prod"],
-        "project": "churn-model",
-        "justification": f"request {number} filed while a replica dies",
-    }
+    from testkit.replicas import request_body
+
+    body = request_body("pypi", "kappa", f"request {number} filed while a replica dies")
     for _ in range(20):
         try:
             answer = httpx.post(f"{url}/api/v1/exceptions", json=body, headers={"Authorization": f"Bearer {token}"})
