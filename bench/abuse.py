@@ -28,16 +28,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from testkit.measure import rss_mib
 from testkit.worlds import last_audit_seq, start_api_world
 
 MIB = 1 << 20
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def long_names(base: str, pid: int) -> tuple[float, dict[int, int]]:

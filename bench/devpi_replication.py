@@ -25,15 +25,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mirror.children.devpi import INDEX, DevpiServer
+from mirror.pypi.pages import FILE_BEING_STORED_DELAYS
+from testkit.measure import du_mib
 from testkit.pypi import Release, Upstream
 from testkit.servers import PypiIndexServer, free_port, wait_for
 
 PROJECTS = [f"wheel{number:02d}" for number in range(30)]
-
-
-def du_mib(paths: list[Path]) -> float:
-    out = subprocess.run(["du", "-sck", *map(str, paths)], capture_output=True, text=True).stdout
-    return int(out.splitlines()[-1].split()[0]) / 1024
 
 
 def serve_every_file(url: str) -> int:
@@ -46,7 +43,7 @@ def serve_every_file(url: str) -> int:
             page = client.get(f"{url}/{INDEX}/+simple/{project}/")
             page.raise_for_status()
             file_url = str(page.url.join(re.search(r'href="([^"#]+\.whl)', page.text)[1]))
-            for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, None):
+            for delay in (*FILE_BEING_STORED_DELAYS, None):
                 answer = client.get(file_url)
                 if answer.status_code != 500 or delay is None:
                     break
@@ -143,7 +140,7 @@ def run(nodes: int, replication: bool, folder: Path, upstream_url: str) -> tuple
             retried = sum(pool.map(serve_every_file, urls))
         served = time.monotonic() - started
         time.sleep(2)  # replicas copy files in the background: count what they hold once settled
-        return cold, served, du_mib(dirs), retried
+        return cold, served, du_mib(*dirs), retried
     finally:
         for stop in stops:
             stop()

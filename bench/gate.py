@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gate.scanner.process import offline_json_args
 from testkit.images import osv
 
 BIN = Path(sys.executable).parent
@@ -246,26 +247,14 @@ def main() -> None:
                 "--format",
                 "json",
             ]
+            # Bare Trivy with the very arguments the gate gives it (one helper builds both).
             trivy = [
                 str(BIN / "trivy"),
                 "image",
                 "--input",
                 str(archive),
-                "--cache-dir",
-                str(root / "db"),
-                "--cache-backend",
-                "memory",
-                "--skip-db-update",
-                "--skip-java-db-update",
-                "--offline-scan",
-                "--scanners",
-                "vuln,secret",
+                *offline_json_args(root / "db", root / "bare.json", "vuln,secret"),
                 "--list-all-pkgs",
-                "--format",
-                "json",
-                "--output",
-                str(root / "bare.json"),
-                "--quiet",
             ]
             timed(gate, env), timed(trivy, env)  # warm the page cache for both
             gate_times, trivy_times = [], []

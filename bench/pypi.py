@@ -11,10 +11,8 @@ Goals (issue 3): latency <= 1.10x devpi, throughput >= 90 % of devpi, warm insta
 
 from __future__ import annotations
 
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from testkit.measure import throughput
 from testkit.pypi import Release, Upstream
 from testkit.servers import AirlockProcess, StaticServer
 from testkit.worlds import fresh_venv, pip
@@ -44,20 +43,6 @@ def latencies(url: str, accept: str, count: int = 400) -> tuple[float, float]:
             samples.append((time.perf_counter() - began) * 1000)
     samples.sort()
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
-
-
-def throughput(url: str, accept: str, seconds: int = 5) -> float:
-    result = subprocess.run(
-        ["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Accept: {accept}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if non2xx:
-        raise RuntimeError(f"{url}: {non2xx.group(1)} failed responses")
-    return float(match.group(1))
 
 
 def warm_install(index: str, packages: list[str], tmp: Path, runs: int = 3) -> float:

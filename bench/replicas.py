@@ -28,35 +28,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testkit.balancer import Balancer
+from testkit.measure import du_mib, rss_mib, throughput
 from testkit.replicas import in_channel, served_by, start_replica_world, until
-
-
-def wrk(url: str, seconds: int = 8, connections: int = 16) -> float:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"{url}: failed responses\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants (Airlock, devpi, registry caches)."""
-    pids, total = [pid], 0
-    while pids:
-        current = pids.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pids += [int(child) for child in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total / 1024
-
-
-def du_mib(path: Path) -> float:
-    return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True).stdout.split()[0]) / 1024
 
 
 def database_counters(url: str) -> tuple[int, int]:
@@ -100,7 +73,7 @@ def main() -> None:
                     balancer = Balancer(Path(folder) / f"haproxy{len(replicas)}", replicas).start()
                     try:
                         until(lambda: all(s["status"] == "UP" for s in balancer.servers().values()), 30)  # noqa: B023
-                        rates.append(wrk(f"{balancer.url}{path}"))
+                        rates.append(throughput(f"{balancer.url}{path}", seconds=8))
                     finally:
                         balancer.stop()
                 print(f"{label:<24}{rates[0]:>16.0f}{rates[1]:>18.0f}{rates[1] / rates[0]:>7.2f}x")
@@ -137,7 +110,7 @@ def main() -> None:
             )
             print(
                 f"per replica: cold start {cold_start:.1f} s to ready (fresh data dir, own devpi), "
-                f"memory {rss_mib(a.process.pid):.0f} MiB resident (Airlock + devpi + caches), "
+                f"memory {rss_mib(a.process.pid, descendants=True):.0f} MiB resident (Airlock + devpi + caches), "
                 f"data dir {du_mib(world.data_dir('a')):.1f} MiB after this run"
             )
             # Scaling out from 2 to 4: two more replicas started together, each with its own cache.

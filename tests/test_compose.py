@@ -183,17 +183,26 @@ def test_pip_installs_through_the_containerised_airlock(compose_world, tmp_path)
     assert quarantined(page) and "beta is not on the prod allowlist" in page.headers["X-Airlock-Reason"]
 
 
-def test_every_service_is_healthy(compose_world):
-    deadline = time.monotonic() + 120
-    states = {}
+def health(world, *services: str) -> dict[str, str]:
+    """Docker's health status of each container of `services` (all when none named) that has a check."""
+    ids = compose(world, "ps", "-q", *services).stdout.split()
+    inspected = json.loads(world["engine"].docker("inspect", *ids).stdout)
+    return {c["Name"]: c["State"]["Health"]["Status"] for c in inspected if c["State"].get("Health")}
+
+
+def until_healthy(world, *services: str, count: int, timeout: float = 120) -> None:
+    """Wait until `count` containers of `services` report healthy."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ids = compose(compose_world, "ps", "-q").stdout.split()
-        inspected = json.loads(compose_world["engine"].docker("inspect", *ids).stdout)
-        states = {c["Name"]: (c["State"].get("Health") or {}).get("Status") for c in inspected}
-        if sorted(s for s in states.values() if s) == ["healthy"] * 3:  # db and both replicas
-            break
+        if sorted(health(world, *services).values()) == ["healthy"] * count:
+            return
         time.sleep(2)
-    assert sorted(s for s in states.values() if s) == ["healthy"] * 3, states
+    states = health(world, *services)
+    assert sorted(states.values()) == ["healthy"] * count, states
+
+
+def test_every_service_is_healthy(compose_world):
+    until_healthy(compose_world, count=3)  # db and both replicas
 
 
 def test_airlock_in_compose_keeps_its_state_in_postgresql(compose_world):
@@ -237,11 +246,5 @@ def test_the_balancer_serves_installs_with_either_replica_stopped(compose_world,
             assert quarantined(page)
         finally:
             compose(compose_world, "start", stopped)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # back in the balancer before the other one stops
-            states = httpx.get(f"{compose_world['balancer']}/readyz", timeout=5)
-            ids = compose(compose_world, "ps", "-q", stopped).stdout.split()
-            health = json.loads(compose_world["engine"].docker("inspect", *ids).stdout)[0]["State"].get("Health", {})
-            if states.status_code == 200 and health.get("Status") == "healthy":
-                break
-            time.sleep(2)
+        until_healthy(compose_world, stopped, count=1)  # back in the balancer before the other one stops
+        assert httpx.get(f"{compose_world['balancer']}/readyz", timeout=5).status_code == 200

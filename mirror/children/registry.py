@@ -166,7 +166,7 @@ def read_registry_storage(path: Path) -> dict:
     section = loaded.get("storage", loaded) if isinstance(loaded, dict) else None
     if not isinstance(section, dict):
         raise ValueError(f"{path}: must be a mapping like `storage: {{s3: {{bucket: NAME, region: R}}}}`; {fix}")
-    drivers = [key for key in section if key not in STORAGE_OPTIONS]
+    drivers = _drivers(section)
     unknown = [key for key in drivers if key not in STORAGE_DRIVERS]
     if unknown or len(drivers) != 1:
         named = ", ".join(drivers) or "none"
@@ -179,6 +179,11 @@ def read_registry_storage(path: Path) -> dict:
     return dict(section)
 
 
+def _drivers(section: dict) -> list[str]:
+    """The keys of a `storage:` section that name drivers (the rest are the registry's options)."""
+    return [key for key in section if key not in STORAGE_OPTIONS]
+
+
 def cache_storage(section: dict | None, upstream_name: str, default_root: Path) -> dict:
     """One upstream's `storage:` configuration: its own folder under the configured root (so caches of
     several upstreams never mix), deletes allowed (garbage collection), and no redirects: a blob is
@@ -186,7 +191,7 @@ def cache_storage(section: dict | None, upstream_name: str, default_root: Path) 
     if section is None:
         return {"filesystem": {"rootdirectory": str(default_root)}, "delete": {"enabled": True}}
     storage = dict(section)
-    driver = next(key for key in storage if key not in STORAGE_OPTIONS)
+    (driver,) = _drivers(storage)
     parameters = dict(storage[driver] or {})
     root = str(parameters.get("rootdirectory", "")).rstrip("/")
     parameters["rootdirectory"] = f"{root}/{upstream_name}"

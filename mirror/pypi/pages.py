@@ -47,6 +47,8 @@ _MAX_UPSTREAM_PAGE = 64 << 20
 """Bytes: the largest project pages on PyPI are a few MB of JSON; more is not a page."""
 _NEW_FILE_RECHECK = 60.0
 """Seconds: when devpi lists a file the stored facts lack, ask the upstream again at most this often."""
+FILE_BEING_STORED_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+"""Waits (s) before asking devpi again for a file it answered 500 for while another request stores it."""
 
 
 class PageUnavailable(Exception):
@@ -296,7 +298,7 @@ class ProjectPages:
         """devpi 6 answers 500 to a request for a file that another request is still storing (it logs
         "Waiting for file … in event serial N" and fails an assertion): a CI fleet asking for a new
         release at once meets this. The file is there a moment later, so ask again, briefly."""
-        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, None):
+        for delay in (*FILE_BEING_STORED_DELAYS, None):
             response = await self._client.send(self._client.build_request("GET", f"/{INDEX}/+f/{relpath}"), stream=True)
             if response.status_code != 500 or delay is None:
                 return response
